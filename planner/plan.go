@@ -4,7 +4,10 @@
 // them (after Terraform's internal/plans).
 package planner
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // Action says what a change does to a resource.
 type Action string
@@ -73,6 +76,16 @@ type Plan struct {
 	SpecDigest string   `json:"spec_digest"`
 	Hosts      []string `json:"hosts"`
 	Changes    []Change `json:"changes"`
+	// HostErrors lists the hosts that could not be planned (unreachable,
+	// a probe or a diff failed). Their changes are unknown: a plan with
+	// host errors is incomplete and cannot be applied.
+	HostErrors []HostError `json:"errors,omitempty"`
+}
+
+// HostError is a host that could not be planned, and why.
+type HostError struct {
+	Host  string `json:"host"`
+	Error string `json:"error"`
 }
 
 // Summary counts a plan's changes by action.
@@ -110,4 +123,76 @@ func (s Summary) String() string {
 		return "No changes. The hosts match the spec."
 	}
 	return fmt.Sprintf("Plan: %d to add, %d to change, %d to destroy.", s.Create, s.Update, s.Delete)
+}
+
+// EventKind says what happened in a progress Event.
+type EventKind string
+
+const (
+	// HostConnected: a host was reached.
+	HostConnected EventKind = "host-connected"
+	// HostFailed: a host could not be reached or planned.
+	HostFailed EventKind = "host-failed"
+	// ResourceStart: apply starts to change a resource.
+	ResourceStart EventKind = "resource-start"
+	// ResourceDone: a resource was changed.
+	ResourceDone EventKind = "resource-done"
+	// ResourceUnchanged: a resource planned for a change matched the spec
+	// when it was probed again just before acting, so nothing was done.
+	ResourceUnchanged EventKind = "resource-unchanged"
+	// ResourceFailed: a step of a resource failed.
+	ResourceFailed EventKind = "resource-failed"
+)
+
+// Event is one line of progress: a host connected, a resource started,
+// finished or failed. Err is already masked of sensitive values.
+type Event struct {
+	Kind     EventKind     `json:"kind"`
+	Host     string        `json:"host"`
+	Resource string        `json:"resource,omitempty"`
+	Action   Action        `json:"action,omitempty"`
+	Step     string        `json:"step,omitempty"` // the step running or failed
+	Elapsed  time.Duration `json:"elapsed,omitempty"`
+	Err      string        `json:"error,omitempty"`
+}
+
+// Recap is what an apply did, host by host, like Ansible's PLAY RECAP.
+type Recap struct {
+	Hosts   []HostRecap   `json:"hosts"`
+	Elapsed time.Duration `json:"elapsed"`
+	// Interrupted is set when the apply stopped on a cancel before the
+	// end; the next apply resumes where it stopped.
+	Interrupted bool `json:"interrupted,omitempty"`
+}
+
+// HostRecap is what an apply did on one host. Each resource of the host
+// is in exactly one of the lists (OK, Changed, Failed, Skipped).
+type HostRecap struct {
+	Host string `json:"host"`
+	// OK are the resources that already matched the spec.
+	OK []string `json:"ok,omitempty"`
+	// Changed are the resources apply changed.
+	Changed []string `json:"changed,omitempty"`
+	// Failed are the resources whose probe or step failed.
+	Failed []Failure `json:"failed,omitempty"`
+	// Skipped are the resources not visited: after a failure on the
+	// host or in an earlier phase, or after an interrupt.
+	Skipped []string      `json:"skipped,omitempty"`
+	Elapsed time.Duration `json:"elapsed"`
+}
+
+// Failure is a resource that failed, with the error (masked).
+type Failure struct {
+	Resource string `json:"resource"`
+	Error    string `json:"error"`
+}
+
+// Failed reports whether any resource failed on any host.
+func (r *Recap) Failed() bool {
+	for _, h := range r.Hosts {
+		if len(h.Failed) > 0 {
+			return true
+		}
+	}
+	return false
 }

@@ -3,6 +3,7 @@
 package deps
 
 import (
+	_ "github.com/google/go-cmp/cmp"
 	_ "github.com/hashicorp/hcl/v2"
 	_ "github.com/hashicorp/hcl/v2/gohcl"
 	_ "github.com/hashicorp/hcl/v2/hclsyntax"
@@ -20,5 +21,4 @@ import (
 	_ "golang.org/x/crypto/ssh"
 	_ "golang.org/x/crypto/ssh/agent"
 	_ "golang.org/x/crypto/ssh/knownhosts"
-	_ "github.com/google/go-cmp/cmp"
 )

@@ -1,0 +1,201 @@
+// Package etcdtest starts real etcd servers (Debian's etcd-server, /usr/bin/etcd)
+// for tests: a single member or a small cluster on loopback, each member in
+// its own temporary data directory, stopped when the test ends.
+package etcdtest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Member is one running (or stopped) etcd process.
+type Member struct {
+	Name      string
+	ClientURL string
+	PeerURL   string
+	dataDir   string
+	args      []string
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	waitc  chan struct{}
+	stderr *bytes.Buffer
+}
+
+// Cluster is a set of etcd members started together.
+type Cluster struct {
+	Members []*Member
+}
+
+// Endpoints returns the client URLs of every member, running or not.
+func (c *Cluster) Endpoints() []string {
+	eps := make([]string, len(c.Members))
+	for i, m := range c.Members {
+		eps[i] = m.ClientURL
+	}
+	return eps
+}
+
+// Binary returns the path of the etcd binary, or skips the test when it is
+// not installed (apt-get install etcd-server).
+func Binary(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("PGHERD_ETCD"); p != "" {
+		return p
+	}
+	p, err := exec.LookPath("etcd")
+	if err != nil {
+		t.Skip("etcd not installed: apt-get install etcd-server (or set PGHERD_ETCD)")
+	}
+	return p
+}
+
+// Start starts an n-member etcd cluster on loopback with short heartbeat
+// and election timeouts and waits until every member answers /health. The
+// members are killed and their data removed when the test ends.
+func Start(t testing.TB, n int) *Cluster {
+	t.Helper()
+	bin := Binary(t)
+	c := &Cluster{}
+	var initial []string
+	for i := 0; i < n; i++ {
+		m := &Member{
+			Name:      fmt.Sprintf("e%d", i),
+			ClientURL: "http://" + freeAddr(t),
+			PeerURL:   "http://" + freeAddr(t),
+			dataDir:   filepath.Join(t.TempDir(), "etcd"),
+		}
+		c.Members = append(c.Members, m)
+		initial = append(initial, m.Name+"="+m.PeerURL)
+	}
+	for _, m := range c.Members {
+		m.args = []string{bin,
+			"--name", m.Name,
+			"--data-dir", m.dataDir,
+			"--listen-client-urls", m.ClientURL,
+			"--advertise-client-urls", m.ClientURL,
+			"--listen-peer-urls", m.PeerURL,
+			"--initial-advertise-peer-urls", m.PeerURL,
+			"--initial-cluster", strings.Join(initial, ","),
+			"--initial-cluster-state", "new",
+			"--initial-cluster-token", "pgherd-test",
+			"--heartbeat-interval", "50",
+			"--election-timeout", "500",
+			"--logger", "zap",
+			"--log-level", "error",
+		}
+		if err := m.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.Kill() })
+	}
+	for _, m := range c.Members {
+		if err := m.WaitHealthy(30 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
+// Start (re)starts the member's process with its data directory.
+func (m *Member) Start() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cmd != nil {
+		return fmt.Errorf("etcd member %s already running", m.Name)
+	}
+	cmd := exec.Command(m.args[0], m.args[1:]...)
+	m.stderr = &bytes.Buffer{}
+	cmd.Stdout = m.stderr
+	cmd.Stderr = m.stderr
+	cmd.Env = append(os.Environ(), "ETCD_UNSUPPORTED_ARCH=")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start etcd %s: %w", m.Name, err)
+	}
+	m.cmd = cmd
+	m.waitc = make(chan struct{})
+	go func(c *exec.Cmd, done chan struct{}) { // exits when the process does
+		_ = c.Wait()
+		close(done)
+	}(cmd, m.waitc)
+	return nil
+}
+
+// Kill stops the member with SIGKILL (node loss) and waits for it to exit.
+// Killing a stopped member does nothing.
+func (m *Member) Kill() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cmd == nil {
+		return
+	}
+	_ = m.cmd.Process.Kill()
+	<-m.waitc
+	m.cmd = nil
+}
+
+// Pause freezes the member's process (SIGSTOP); Resume thaws it.
+func (m *Member) Pause() error { return m.signal(syscall.SIGSTOP) }
+
+// Resume thaws a paused member (SIGCONT).
+func (m *Member) Resume() error { return m.signal(syscall.SIGCONT) }
+
+func (m *Member) signal(s syscall.Signal) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cmd == nil {
+		return fmt.Errorf("etcd member %s not running", m.Name)
+	}
+	return m.cmd.Process.Signal(s)
+}
+
+// WaitHealthy polls the member's /health endpoint until it reports healthy.
+func (m *Member) WaitHealthy(timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, m.ClientURL+"/health", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			var b [256]byte
+			n, _ := resp.Body.Read(b[:])
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && bytes.Contains(b[:n], []byte(`"true"`)) {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			m.mu.Lock()
+			out := ""
+			if m.stderr != nil {
+				out = m.stderr.String()
+			}
+			m.mu.Unlock()
+			return fmt.Errorf("etcd member %s not healthy after %s: %v\n%s", m.Name, timeout, err, out)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}

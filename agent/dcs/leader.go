@@ -1,0 +1,236 @@
+package dcs
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// AcquireLeader tries to take the leader key for name, attached to lease,
+// in one txn guarded by create_revision(leader) == 0: it succeeds only when
+// no one holds the key. When someone does, it returns the current holder
+// and an error wrapping ErrLeaderExists. The lease's current deadline still
+// applies: leadership is valid until Lease.Deadline, not beyond.
+func (c *Client) AcquireLeader(ctx context.Context, name string, lease *Lease) (*LeaderKey, error) {
+	rctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	k := c.key(KeyLeader)
+	resp, err := c.cli.Txn(rctx).
+		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+		Then(clientv3.OpPut(k, name, clientv3.WithLease(lease.id))).
+		Else(clientv3.OpGet(k)).
+		Commit()
+	if err != nil {
+		return nil, fmt.Errorf("dcs: acquire leader: %w", classify(ctx, err))
+	}
+	if resp.Succeeded {
+		rev := resp.Header.Revision
+		c.log.Info("acquired leader key", "member", name, "lease", fmt.Sprintf("%x", lease.id))
+		return &LeaderKey{Name: name, Lease: int64(lease.id), ModRevision: rev, CreateRevision: rev}, nil
+	}
+	return holder(resp), fmt.Errorf("dcs: acquire leader for %s: %w", name, ErrLeaderExists)
+}
+
+// holder returns the leader key from a txn's Else branch OpGet, if any.
+func holder(resp *clientv3.TxnResponse) *LeaderKey {
+	for _, r := range resp.Responses {
+		if rr := r.GetResponseRange(); rr != nil && len(rr.Kvs) > 0 {
+			kv := rr.Kvs[0]
+			return &LeaderKey{Name: string(kv.Value), Lease: kv.Lease, ModRevision: kv.ModRevision, CreateRevision: kv.CreateRevision}
+		}
+	}
+	return nil
+}
+
+// TakeOverLeader moves a leader key that already holds name (left by this
+// member's previous incarnation, under a lease it can no longer renew) to
+// lease. It is guarded by value == name and mod_revision == modRevision (as
+// read by the caller), so it fails with ErrLeaderExists if the key changed
+// or vanished in between; on a vanished key the caller should
+// AcquireLeader instead.
+func (c *Client) TakeOverLeader(ctx context.Context, name string, lease *Lease, modRevision int64) (*LeaderKey, error) {
+	rctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	k := c.key(KeyLeader)
+	resp, err := c.cli.Txn(rctx).
+		If(clientv3.Compare(clientv3.Value(k), "=", name),
+			clientv3.Compare(clientv3.ModRevision(k), "=", modRevision)).
+		Then(clientv3.OpPut(k, name, clientv3.WithLease(lease.id))).
+		Else(clientv3.OpGet(k)).
+		Commit()
+	if err != nil {
+		return nil, fmt.Errorf("dcs: take over leader key: %w", classify(ctx, err))
+	}
+	if !resp.Succeeded {
+		return holder(resp), fmt.Errorf("dcs: take over leader key for %s: %w", name, ErrLeaderExists)
+	}
+	rev := resp.Header.Revision
+	c.log.Info("took over own leader key", "member", name, "lease", fmt.Sprintf("%x", lease.id))
+	return &LeaderKey{Name: name, Lease: int64(lease.id), ModRevision: rev}, nil
+}
+
+// ReleaseLeader deletes the leader key if it still holds name, then
+// revokes lease (which also removes anything else attached to it). The
+// caller must have stopped writes first: releasing is a handover. It
+// returns ErrNotLeader (after still revoking the lease) when the key was
+// not ours.
+func (c *Client) ReleaseLeader(ctx context.Context, name string, lease *Lease) error {
+	rctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	k := c.key(KeyLeader)
+	resp, err := c.cli.Txn(rctx).
+		If(clientv3.Compare(clientv3.Value(k), "=", name)).
+		Then(clientv3.OpDelete(k)).
+		Commit()
+	if err != nil {
+		return fmt.Errorf("dcs: release leader: %w", classify(ctx, err))
+	}
+	if lease != nil {
+		if err := lease.Revoke(ctx); err != nil {
+			return err
+		}
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("dcs: release leader for %s: %w", name, ErrNotLeader)
+	}
+	c.log.Info("released leader key", "member", name)
+	return nil
+}
+
+// RegisterMember publishes m under members/<m.Name>, attached to lease (the
+// member's own lease, renewed by the loop; when it expires the member
+// vanishes from the cluster view).
+func (c *Client) RegisterMember(ctx context.Context, m Member, lease *Lease) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("dcs: encode member: %w", err)
+	}
+	rctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	if _, err := c.cli.Put(rctx, c.key(KeyMembers+m.Name), string(b), clientv3.WithLease(lease.id)); err != nil {
+		return fmt.Errorf("dcs: register member %s: %w", m.Name, classify(ctx, err))
+	}
+	return nil
+}
+
+// Initialize creates the initialize key with the system identifier, once:
+// the member that creates it bootstraps the cluster. It returns
+// ErrAlreadyInitialized, and the identifier already stored, otherwise.
+func (c *Client) Initialize(ctx context.Context, systemID string) (string, error) {
+	rctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	k := c.key(KeyInitialize)
+	resp, err := c.cli.Txn(rctx).
+		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+		Then(clientv3.OpPut(k, systemID)).
+		Else(clientv3.OpGet(k)).
+		Commit()
+	if err != nil {
+		return "", fmt.Errorf("dcs: initialize: %w", classify(ctx, err))
+	}
+	if resp.Succeeded {
+		return systemID, nil
+	}
+	cur := ""
+	if h := holder(resp); h != nil {
+		cur = h.Name
+	}
+	return cur, fmt.Errorf("dcs: initialize: %w", ErrAlreadyInitialized)
+}
+
+// SetInitialize replaces the initialize key's value (the winner of the
+// initialize race stores the real system identifier after initdb),
+// guarded by its mod revision.
+func (c *Client) SetInitialize(ctx context.Context, systemID string, modRevision int64) error {
+	return c.cas(ctx, KeyInitialize, systemID, modRevision, "")
+}
+
+// SetConfig writes the dynamic configuration if the config key's mod
+// revision is still modRevision (0: the key must not exist). It returns
+// ErrConflict otherwise.
+func (c *Client) SetConfig(ctx context.Context, cfg Config, modRevision int64) error {
+	return c.casJSON(ctx, KeyConfig, cfg, modRevision, "")
+}
+
+// SetSync writes the sync key, guarded by its mod revision and by the
+// leader key holding leader: only the leader may publish sync standbys.
+// It returns ErrNotLeader or ErrConflict when a guard fails.
+func (c *Client) SetSync(ctx context.Context, leader string, s Sync, modRevision int64) error {
+	return c.casJSON(ctx, KeySync, s, modRevision, leader)
+}
+
+// SetSwitchover requests a switchover if the switchover key's mod revision
+// is still modRevision (0: no switchover may be pending).
+func (c *Client) SetSwitchover(ctx context.Context, s Switchover, modRevision int64) error {
+	return c.casJSON(ctx, KeySwitchover, s, modRevision, "")
+}
+
+// ClearSwitchover deletes the switchover key if its mod revision is still
+// modRevision.
+func (c *Client) ClearSwitchover(ctx context.Context, modRevision int64) error {
+	rctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	k := c.key(KeySwitchover)
+	resp, err := c.cli.Txn(rctx).
+		If(clientv3.Compare(clientv3.ModRevision(k), "=", modRevision)).
+		Then(clientv3.OpDelete(k)).
+		Commit()
+	if err != nil {
+		return fmt.Errorf("dcs: clear switchover: %w", classify(ctx, err))
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("dcs: clear switchover: %w", ErrConflict)
+	}
+	return nil
+}
+
+// SetHistory writes the history key as leader (guarded like SetSync).
+func (c *Client) SetHistory(ctx context.Context, leader string, h []HistoryEntry, modRevision int64) error {
+	return c.casJSON(ctx, KeyHistory, h, modRevision, leader)
+}
+
+// SetStatus writes the status key if the leader key holds leader.
+func (c *Client) SetStatus(ctx context.Context, leader string, s Status) error {
+	return c.casJSON(ctx, KeyStatus, s, -1, leader)
+}
+
+func (c *Client) casJSON(ctx context.Context, key string, v any, modRevision int64, leader string) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("dcs: encode %s: %w", key, err)
+	}
+	return c.cas(ctx, key, string(b), modRevision, leader)
+}
+
+// cas puts value at key if its mod revision is modRevision (-1: any) and,
+// when leader is set, the leader key holds leader.
+func (c *Client) cas(ctx context.Context, key, value string, modRevision int64, leader string) error {
+	rctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	k, lk := c.key(key), c.key(KeyLeader)
+	var cmps []clientv3.Cmp
+	if modRevision >= 0 {
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", modRevision))
+	}
+	if leader != "" {
+		cmps = append(cmps, clientv3.Compare(clientv3.Value(lk), "=", leader))
+	}
+	resp, err := c.cli.Txn(rctx).If(cmps...).
+		Then(clientv3.OpPut(k, value)).
+		Else(clientv3.OpGet(lk)).
+		Commit()
+	if err != nil {
+		return fmt.Errorf("dcs: write %s: %w", key, classify(ctx, err))
+	}
+	if resp.Succeeded {
+		return nil
+	}
+	if leader != "" {
+		if h := holder(resp); h == nil || h.Name != leader {
+			return fmt.Errorf("dcs: write %s: %w", key, ErrNotLeader)
+		}
+	}
+	return fmt.Errorf("dcs: write %s: %w", key, ErrConflict)
+}

@@ -1,0 +1,62 @@
+package dcs
+
+import (
+	"context"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// LeaderEvent is a change of the leader key.
+type LeaderEvent struct {
+	// Deleted is true when the key went away (released, or its lease
+	// expired); Name is then the former holder when known.
+	Deleted  bool
+	Name     string
+	Revision int64
+}
+
+// WatchLeader watches the leader key from store revision fromRevision
+// (typically ClusterState.Revision+1, so that nothing between the read and
+// the watch is missed; 0 means from now). The returned channel delivers
+// every change. It is closed when ctx is done, when the watch fails (the
+// revision was compacted, the etcd member lost its leader), or when the
+// client is closed; a closed channel means "read again and re-watch", never
+// "nothing changed". The watch's goroutine ends when the channel is closed.
+//
+// A watch only wakes the loop early: the loop still decides on its own
+// linearizable Read, never on an event alone.
+func (c *Client) WatchLeader(ctx context.Context, fromRevision int64) <-chan LeaderEvent {
+	out := make(chan LeaderEvent, 1)
+	opts := []clientv3.OpOption{clientv3.WithPrevKV()}
+	if fromRevision > 0 {
+		opts = append(opts, clientv3.WithRev(fromRevision))
+	}
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	wch := c.cli.Watch(wctx, c.key(KeyLeader), opts...)
+	go func() {
+		defer close(out)
+		defer cancel()
+		for resp := range wch {
+			if resp.Err() != nil || resp.Canceled {
+				return
+			}
+			for _, ev := range resp.Events {
+				le := LeaderEvent{Revision: ev.Kv.ModRevision}
+				if ev.Type == clientv3.EventTypeDelete {
+					le.Deleted = true
+					if ev.PrevKv != nil {
+						le.Name = string(ev.PrevKv.Value)
+					}
+				} else {
+					le.Name = string(ev.Kv.Value)
+				}
+				select {
+				case out <- le:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out
+}

@@ -1,0 +1,137 @@
+// Package e2e runs pgherd as a user would, against the lab's real Debian
+// hosts. The tests run only when PGHERD_E2E=1 (make test and make e2e set
+// it); they build the pgherd binary and bring up their own lab, named
+// pgherd-e2e on 10.79.0.0/24, so that they never touch a user's lab.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgherd/pgherd/e2e/lab"
+)
+
+var (
+	// pgherdBin is the binary under test, built by TestMain.
+	pgherdBin string
+	// theLab is the lab every test of the package shares.
+	theLab *lab.Lab
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv("PGHERD_E2E") != "1" {
+		fmt.Println("e2e: skipped; set PGHERD_E2E=1 to run the lab scenarios (make e2e)")
+		os.Exit(0)
+	}
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	tmp, err := os.MkdirTemp("", "pgherd-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+	pgherdBin = filepath.Join(tmp, "pgherd")
+	build := exec.Command("go", "build", "-o", pgherdBin, "../cmd/pgherd")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: building pgherd:", err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	theLab, err = lab.Up(ctx, lab.Config{Name: "pgherd-e2e", Hosts: 3, Subnet: "10.79.0.0/24", Dir: filepath.Join(tmp, "lab"), Log: log})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: lab up:", err)
+		return 1
+	}
+	code := m.Run()
+	if os.Getenv("PGHERD_E2E_KEEP") == "" {
+		if err := theLab.Down(context.Background()); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: lab down:", err)
+		}
+	} else {
+		fmt.Fprintf(os.Stderr, "e2e: lab kept (PGHERD_E2E_KEEP): %s\n", theLab.Dir())
+	}
+	return code
+}
+
+// result is what a run of pgherd left.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d\n--- stdout\n%s\n--- stderr\n%s", r.code, r.stdout, r.stderr)
+}
+
+// pgherd runs the binary with args in dir and returns what it printed.
+func pgherd(t *testing.T, dir string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(pgherdBin, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "NO_COLOR=1")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("running pgherd %s: %v", strings.Join(args, " "), err)
+	}
+	t.Logf("pgherd %s\n%s", strings.Join(args, " "), r)
+	return r
+}
+
+// labSSH is the ssh block and host blocks that reach the lab's hosts, with
+// the known_hosts file given.
+func labSSH(knownHosts string, extraHosts ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "ssh {\n  user = \"root\"\n  private_key_file = %q\n  known_hosts_file = %q\n  use_agent = false\n  connect_timeout = \"3s\"\n}\n\n",
+		theLab.KeyFile(), knownHosts)
+	for _, h := range theLab.Hosts() {
+		fmt.Fprintf(&b, "host %q {\n  address = %q\n}\n\n", h.Name, h.Address)
+	}
+	for _, h := range extraHosts {
+		b.WriteString(h)
+	}
+	return b.String()
+}
+
+// writeSpec writes files (name → content) into a fresh directory.
+func writeSpec(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// onHost runs a shell command on a lab host through docker exec.
+func onHost(t *testing.T, host, script string) string {
+	t.Helper()
+	out, err := theLab.Exec(context.Background(), host, "sh", "-c", script)
+	if err != nil {
+		t.Fatalf("%s: %s: %v\n%s", host, script, err, out)
+	}
+	return out
+}

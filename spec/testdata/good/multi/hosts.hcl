@@ -1,0 +1,4 @@
+host "pg1" {
+  address = var.hosts["pg1"]
+  roles   = ["db"]
+}
