@@ -286,12 +286,21 @@ func TestCluster(t *testing.T) {
 			st := mustStatus(t, p1)
 			return slices.Equal(st.PendingRestart, []string{"shared_buffers"}), fmt.Sprint(st.PendingRestart)
 		})
-		if err := p1.SetParameters(ctx, map[string]string{"shared_buffers": "16MB"}); err != nil {
+		pid := mustStatus(t, p1).PID
+		if err := p1.Restart(ctx); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "nothing pending", func() (bool, string) {
-			st := mustStatus(t, p1)
-			return len(st.PendingRestart) == 0, fmt.Sprint(st.PendingRestart)
+		st := mustStatus(t, p1)
+		if st.PID == pid || len(st.PendingRestart) != 0 {
+			t.Fatalf("after restart: pid %d (was %d), pending %v", st.PID, pid, st.PendingRestart)
+		}
+		if n := queryInt(t, p1, "SELECT setting::int * 8 / 1024 FROM pg_settings WHERE name = 'shared_buffers'"); n != 24 {
+			t.Fatalf("shared_buffers = %d MB after restart, want 24", n)
+		}
+		// r1 reconnects by itself.
+		waitFor(t, "r1 streaming again", func() (bool, string) {
+			st := mustStatus(t, r1)
+			return st.WALReceiver != nil && st.WALReceiver.Status == "streaming", fmt.Sprintf("%+v", st.WALReceiver)
 		})
 	})
 

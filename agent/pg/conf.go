@@ -87,9 +87,9 @@ func renderConf(params map[string]string) []byte {
 	return b.Bytes()
 }
 
-// updateManaged merges set into the managed file (a nil value pointer in
-// the map is not used: use the unset list to remove names). It reports
-// whether the file changed.
+// updateManaged merges set into the managed file and removes the names in
+// unset; it writes the file (atomically) only when the set of parameters
+// changed or the file is missing, and reports whether it wrote.
 func (i *Instance) updateManaged(set map[string]string, unset ...string) (bool, error) {
 	cur, err := i.ManagedParameters()
 	if err != nil {

@@ -59,10 +59,6 @@ var (
 	// ErrUnmanagedSlot: a slot name without the pgherd prefix was given to
 	// EnsureSlots.
 	ErrUnmanagedSlot = errors.New("slot is not managed by pgherd")
-	// ErrNotPrimary / ErrNotStandby: the server is in the wrong role for
-	// the operation.
-	ErrNotPrimary = errors.New("postgres is not a primary")
-	ErrNotStandby = errors.New("postgres is not a standby")
 )
 
 // Instance is one local PostgreSQL cluster (a data directory and the

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -323,4 +324,30 @@ func TestLockExcludes(t *testing.T) {
 		t.Fatalf("lock after unlock: %v", err)
 	}
 	unlock2()
+}
+
+// TestDebootstrapMissing needs a Docker engine but builds nothing: with
+// debootstrap off the PATH, a lab whose image is missing must say how to
+// install it.
+func TestDebootstrapMissing(t *testing.T) {
+	dockerPath, err := exec.LookPath("docker")
+	if err != nil || checkDocker(context.Background()) != nil {
+		t.Skip("needs a running Docker engine")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("as non-root the build stops at ErrNotRoot first")
+	}
+	bin := t.TempDir()
+	if err := os.Symlink(dockerPath, filepath.Join(bin, "docker")); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin)
+	l, err := newLab(Config{Name: "pgherd-nodebootstrap-test", Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = l.ensureImages(context.Background())
+	if !errors.Is(err, ErrDebootstrapMissing) || !strings.Contains(err.Error(), "apt-get install debootstrap") {
+		t.Errorf("err = %v, want ErrDebootstrapMissing with an install hint", err)
+	}
 }

@@ -49,10 +49,8 @@ func TestPlanOneRoundTripPerHost(t *testing.T) {
 	if m := l.max.Load(); m > 10 {
 		t.Errorf("%d hosts probed at once, want at most Parallelism=10", m)
 	}
+	// Speed is measured by bench/ against real hosts, not asserted here.
 	t.Logf("no-op plan of 30 hosts: %s", elapsed)
-	if elapsed > 2*time.Second {
-		t.Errorf("no-op plan of 30 hosts took %s, want well under 2s", elapsed)
-	}
 }
 
 func TestPlan(t *testing.T) {
