@@ -121,6 +121,11 @@ func imageRecipe(ctx context.Context, image string) (string, error) {
 // ensureImages builds the base and host images unless images built from
 // the current recipe exist.
 func (l *Lab) ensureImages(ctx context.Context) error {
+	unlock, err := l.lockImages(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	base, host := l.baseImage(), l.hostImage()
 	want := hostRecipeHash()
 	got, err := imageRecipe(ctx, host)

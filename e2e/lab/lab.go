@@ -4,8 +4,9 @@
 // the lab writes itself. It drives the docker CLI; it has no Docker SDK
 // dependency.
 //
-// A lab named N is made of the images N-base:bookworm (debootstrap) and
-// N-host:bookworm (systemd and sshd set up for a container), the network N
+// A lab named N is made of the images pgherd-lab-base:bookworm (debootstrap)
+// and pgherd-lab-host:bookworm (systemd and sshd set up for a container),
+// which all labs share, the network N
 // and the containers N-node1 … N-nodeK, all labelled pgherd.lab=N. Its state
 // directory holds the SSH key, known_hosts, lab.hcl (a spec snippet naming
 // the hosts) and lab.json (what Open reads back).
@@ -35,6 +36,9 @@ const (
 	firstHostOffset = 11
 	// labelLab marks every container and network of a lab with its name.
 	labelLab = "pgherd.lab"
+	// imagePrefix names the images, which every lab shares: a recipe
+	// builds the same image whatever the lab's name.
+	imagePrefix = "pgherd-lab"
 	// labelHost marks a container with its host name.
 	labelHost = "pgherd.lab.host"
 )
@@ -234,9 +238,9 @@ func (l *Lab) stateFile() string { return filepath.Join(l.dir, "lab.json") }
 
 func (l *Lab) network() string { return l.name }
 
-func (l *Lab) baseImage() string { return l.name + "-base:" + Suite }
+func (l *Lab) baseImage() string { return imagePrefix + "-base:" + Suite }
 
-func (l *Lab) hostImage() string { return l.name + "-host:" + Suite }
+func (l *Lab) hostImage() string { return imagePrefix + "-host:" + Suite }
 
 // host finds a host by name ("node1") or container name.
 func (l *Lab) host(name string) (Host, error) {

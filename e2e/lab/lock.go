@@ -15,7 +15,17 @@ import (
 // test) wait for each other instead of racing on the image build and the
 // container names. The returned func releases it.
 func (l *Lab) lock(ctx context.Context) (func(), error) {
-	path := filepath.Join(os.TempDir(), "pgherd-lab-"+l.name+".lock")
+	return l.lockFile(ctx, "pgherd-lab-"+l.name)
+}
+
+// lockImages serializes image builds, which all labs share.
+func (l *Lab) lockImages(ctx context.Context) (func(), error) {
+	return l.lockFile(ctx, imagePrefix+"-images")
+}
+
+// lockFile takes an exclusive lock on /tmp/<name>.lock, waiting for it.
+func (l *Lab) lockFile(ctx context.Context, name string) (func(), error) {
+	path := filepath.Join(os.TempDir(), name+".lock")
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("lock lab %s: %w", l.name, err)
