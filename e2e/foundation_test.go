@@ -111,7 +111,7 @@ func TestFoundation(t *testing.T) {
 			}
 		}
 		// The file changed, and the service it notifies would restart.
-		want := []string{"node2 file./srv/e2e/app.conf update", "node2 service.e2e-app update"}
+		want := []string{"node2 file./srv/e2e/app.conf update", "node2 service.e2e-app.service update"}
 		if strings.Join(changed, "\n") != strings.Join(want, "\n") {
 			t.Fatalf("plan -json changes:\n%s\nwant:\n%s", strings.Join(changed, "\n"), strings.Join(want, "\n"))
 		}

@@ -133,5 +133,5 @@ func onHost(t *testing.T, host, script string) string {
 	if err != nil {
 		t.Fatalf("%s: %s: %v\n%s", host, script, err, out)
 	}
-	return out
+	return strings.TrimSpace(out)
 }

@@ -99,7 +99,7 @@ type File struct {
 	Mode      string // octal, default "0644"
 	Sensitive bool   // content never shown in plans or logs
 	State     State
-	Notify    []string // addresses of resources notified when it changes
+	Notify    []string // addresses of resources notified when it changes; a service's is normalised as its Name ("service.nginx" → "service.nginx.service")
 	Target    Target
 	Range     hcl.Range
 }

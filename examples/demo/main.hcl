@@ -33,7 +33,7 @@ directory "/etc/pgherd-demo" {
   mode = "0755"
 }
 
-package "curl" {}
+package "htop" {}
 
 file "/srv/demo/index.txt" {
   content = "${var.greeting}\n"

@@ -1,0 +1,139 @@
+// Command bench measures pgherd against its peers on the lab's real hosts
+// and writes the numbers, side by side, to a Markdown results file.
+//
+//	go run ./bench -out bench/RESULTS.md                 # every suite
+//	go run ./bench -suites converge -hosts 3,30 -runs 5
+//
+// Suites:
+//
+//	converge  a no-op plan and a no-op apply of 12 tasks on N hosts, beside
+//	          Ansible (Debian's ansible) running the same 12 tasks on the
+//	          same hosts, idempotent run and --check run.
+//
+// Each suite brings up its own lab ("pgherd-bench", 10.80.0.0/24) and
+// leaves it down. Timings are wall-clock medians over -runs runs.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func main() {
+	out := flag.String("out", "bench/RESULTS.md", "results file (a section per suite is replaced)")
+	suites := flag.String("suites", "converge", "comma-separated suites to run")
+	hosts := flag.String("hosts", "3,30", "host counts for the converge suite")
+	runs := flag.Int("runs", 5, "measured runs per figure (median reported)")
+	keep := flag.Bool("keep", false, "leave the lab up afterwards")
+	flag.Parse()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx := context.Background()
+	if err := run(ctx, log, *out, strings.Split(*suites, ","), *hosts, *runs, *keep); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, log *slog.Logger, out string, suites []string, hostList string, runs int, keep bool) error {
+	work, err := os.MkdirTemp("", "pgherd-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	bin := filepath.Join(work, "pgherd")
+	if b, err := exec.Command("go", "build", "-o", bin, "./cmd/pgherd").CombinedOutput(); err != nil {
+		return fmt.Errorf("building pgherd: %v\n%s", err, b)
+	}
+	for _, s := range suites {
+		switch s {
+		case "converge":
+			var counts []int
+			for _, h := range strings.Split(hostList, ",") {
+				n, err := strconv.Atoi(strings.TrimSpace(h))
+				if err != nil {
+					return fmt.Errorf("-hosts: %w", err)
+				}
+				counts = append(counts, n)
+			}
+			section, err := converge(ctx, log, bin, work, counts, runs, keep)
+			if err != nil {
+				return err
+			}
+			if err := writeSection(out, "converge", section); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("unknown suite %q", s)
+		}
+	}
+	return nil
+}
+
+// median of durations.
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// timed runs cmd and returns how long it took; a failure is an error with
+// its output.
+func timed(cmd *exec.Cmd, okCodes ...int) (time.Duration, error) {
+	start := time.Now()
+	b, err := cmd.CombinedOutput()
+	d := time.Since(start)
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok && slices.Contains(okCodes, ee.ExitCode()) {
+			return d, nil
+		}
+		return d, fmt.Errorf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, tail(string(b), 40))
+	}
+	return d, nil
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// machine describes where the numbers were taken.
+func machine() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s, %d cores, %s/%s, %s, %s", host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), time.Now().UTC().Format("2006-01-02"))
+}
+
+// writeSection replaces the section between the markers of name in the
+// results file (or appends it), keeping the other suites' sections.
+func writeSection(path, name, body string) error {
+	begin, end := "<!-- bench:"+name+" -->", "<!-- /bench:"+name+" -->"
+	old, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	doc := string(old)
+	if doc == "" {
+		doc = "# Benchmark results\n\nWritten by `make bench` (`go run ./bench`); each section is replaced when its suite runs again.\n"
+	}
+	block := begin + "\n" + body + end
+	if i := strings.Index(doc, begin); i >= 0 {
+		if j := strings.Index(doc, end); j > i {
+			doc = doc[:i] + block + doc[j+len(end):]
+			return os.WriteFile(path, []byte(doc), 0o644)
+		}
+	}
+	doc = strings.TrimRight(doc, "\n") + "\n\n" + block + "\n"
+	return os.WriteFile(path, []byte(doc), 0o644)
+}
