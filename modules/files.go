@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -41,6 +43,25 @@ type File struct {
 	// NotifyList names the resources ("service.haproxy") to notify when
 	// the file changes; the engine inverts it into their watches.
 	NotifyList []string `json:"notify,omitempty"`
+	// Validate, when set, is a shell command that checks a candidate
+	// content before it replaces the file ("haproxy -c -f %s"); every %s
+	// is replaced by the shell-quoted path of the candidate, a temporary
+	// file next to Path written with the final ownership and mode. The
+	// file is replaced (by rename, atomically) only when the command exits
+	// 0; otherwise the candidate is removed, the file is left as it was,
+	// and the step fails with ErrValidate. A change of ownership or mode
+	// alone is not validated.
+	Validate string `json:"validate,omitempty"`
+}
+
+// ErrValidate is returned by a File's write step when its Validate command
+// rejects the new content.
+var ErrValidate = errors.New("validation of new content failed")
+
+// validatePath is where a File with Validate writes its candidate content.
+func (f File) validatePath() string {
+	dir, base := filepath.Split(f.Path)
+	return dir + ".pgherd-validate." + base
 }
 
 // Address implements Resource.
@@ -212,8 +233,18 @@ func (f File) Diff(fact Fact) (planner.Change, []Step, error) {
 		steps = append(steps, rm)
 	}
 	path, a := f.Path, attrs
+	desc := fmt.Sprintf("write %s (%d bytes, %s:%s, mode %s)", path, len(want), orDefault(a.Owner, "root"), orDefault(a.Group, "root"), fmtMode(uint32(a.Mode)))
+	if f.Validate != "" {
+		tmp := f.validatePath()
+		check := strings.ReplaceAll(f.Validate, "%s", executors.Quote(tmp))
+		steps = append(steps, Step{
+			Desc: desc + " after validating it with: " + f.Validate,
+			Run:  func(ctx context.Context, h Host) error { return putValidated(ctx, h, path, tmp, check, want, a) },
+		})
+		return ch, steps, nil
+	}
 	steps = append(steps, Step{
-		Desc: fmt.Sprintf("write %s (%d bytes, %s:%s, mode %s)", path, len(want), orDefault(a.Owner, "root"), orDefault(a.Group, "root"), fmtMode(uint32(a.Mode))),
+		Desc: desc,
 		Run: func(ctx context.Context, h Host) error {
 			if err := h.PutFile(ctx, path, bytes.NewReader(want), a); err != nil {
 				return fmt.Errorf("write %s: %w", path, err)
@@ -222,6 +253,36 @@ func (f File) Diff(fact Fact) (planner.Change, []Step, error) {
 		},
 	})
 	return ch, steps, nil
+}
+
+// putValidated writes content to tmp, runs check, and renames tmp to path
+// only when check succeeds; tmp is removed on any failure.
+func putValidated(ctx context.Context, h Host, path, tmp, check string, content []byte, a executors.FileAttrs) error {
+	rm := executors.Join("rm", "-f", "--", tmp)
+	cleanup := func() { _, _ = h.Run(context.WithoutCancel(ctx), rm, nil) }
+	if err := h.PutFile(ctx, tmp, bytes.NewReader(content), a); err != nil {
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	r, err := h.Run(ctx, check, nil)
+	if err != nil {
+		cleanup()
+		return fmt.Errorf("validate %s: %w", path, err)
+	}
+	if r.ExitCode != 0 {
+		cleanup()
+		msg := strings.TrimSpace(string(r.Stderr) + "\n" + string(r.Stdout))
+		return fmt.Errorf("%s: %w: %q exited with status %d: %s", path, ErrValidate, check, r.ExitCode, msg)
+	}
+	mv := executors.Join("mv", "-fT", "--", tmp, path)
+	r, err = h.Run(ctx, mv, nil)
+	if err == nil {
+		err = r.Err(h.Name(), mv)
+	}
+	if err != nil {
+		cleanup()
+		return fmt.Errorf("replace %s: %w", path, err)
+	}
+	return nil
 }
 
 func chownChmodSteps(path, chownTo, chmodTo string) []Step {
