@@ -32,6 +32,7 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
@@ -174,7 +175,15 @@ func classify(parent context.Context, err error) error {
 	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
 		return fmt.Errorf("%w: %w", ErrNoQuorum, err)
 	}
-	if strings.Contains(err.Error(), "no leader") || strings.Contains(err.Error(), "timed out") {
+	for _, e := range []error{rpctypes.ErrNoLeader, rpctypes.ErrNotCapable, rpctypes.ErrStopped,
+		rpctypes.ErrTimeout, rpctypes.ErrTimeoutDueToLeaderFail, rpctypes.ErrTimeoutDueToConnectionLost,
+		rpctypes.ErrTimeoutWaitAppliedIndex, rpctypes.ErrLeaderChanged, rpctypes.ErrUnhealthy} {
+		if errors.Is(err, e) {
+			return fmt.Errorf("%w: %w", ErrNoQuorum, err)
+		}
+	}
+	// The server's own deadline, relayed as an unknown gRPC error.
+	if msg := err.Error(); strings.Contains(msg, "deadline exceeded") || strings.Contains(msg, "no leader") || strings.Contains(msg, "timed out") {
 		return fmt.Errorf("%w: %w", ErrNoQuorum, err)
 	}
 	return err

@@ -31,13 +31,22 @@ func (c *Client) WatchLeader(ctx context.Context, fromRevision int64) <-chan Lea
 	if fromRevision > 0 {
 		opts = append(opts, clientv3.WithRev(fromRevision))
 	}
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	wch := c.cli.Watch(wctx, c.key(KeyLeader), opts...)
 	go func() {
 		defer close(out)
+		// Watch itself blocks until the watch is registered on a
+		// connection, so it runs here, not in the caller's goroutine.
+		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 		defer cancel()
-		for resp := range wch {
-			if resp.Err() != nil || resp.Canceled {
+		wch := c.cli.Watch(wctx, c.key(KeyLeader), opts...)
+		for {
+			var resp clientv3.WatchResponse
+			var ok bool
+			select {
+			case <-ctx.Done():
+				return
+			case resp, ok = <-wch:
+			}
+			if !ok || resp.Err() != nil || resp.Canceled {
 				return
 			}
 			for _, ev := range resp.Events {
