@@ -1,0 +1,437 @@
+package backup
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// Sentinel errors of the WAL archive.
+var (
+	// ErrWALMismatch: a WAL file of that name is archived already with
+	// different content. PostgreSQL keeps retrying; an operator must look
+	// (two clusters archiving into one repository, usually).
+	ErrWALMismatch = errors.New("WAL file already archived with different content")
+	// ErrBadWALName: the name is not a WAL segment, history, partial or
+	// backup history file name.
+	ErrBadWALName = errors.New("not a WAL file name")
+)
+
+// DefaultSegmentSize is PostgreSQL's default WAL segment size.
+const DefaultSegmentSize = 16 << 20
+
+var (
+	reSegment = regexp.MustCompile(`^[0-9A-F]{24}$`)
+	reWALFile = regexp.MustCompile(`^([0-9A-F]{24}(\.partial|\.[0-9A-F]{8}\.backup)?|[0-9A-F]{8}\.history)$`)
+)
+
+// walDir is the repository directory of a WAL file: wal/<timeline+log>/
+// for segments (and their .partial and .backup files), wal/ for timeline
+// history files.
+func walDir(name string) string {
+	if strings.HasSuffix(name, ".history") {
+		return "wal"
+	}
+	return "wal/" + name[:16]
+}
+
+// walKeyPrefix is the start of the key of name: the checksum and suffix
+// follow.
+func walKeyPrefix(name string) string { return walDir(name) + "/" + name + "-" }
+
+// walObject is one archived WAL file.
+type walObject struct {
+	Name   string
+	SHA256 string
+	Key    string
+	Size   int64
+}
+
+// parseWALKey splits wal/<dir>/<name>-<sha256>.zst[.enc].
+func parseWALKey(key string) (walObject, bool) {
+	base := path.Base(key)
+	i := strings.LastIndexByte(base, '-')
+	if i < 0 || !strings.HasPrefix(key, "wal/") {
+		return walObject{}, false
+	}
+	name, rest := base[:i], base[i+1:]
+	if !reWALFile.MatchString(name) || len(rest) < 64 {
+		return walObject{}, false
+	}
+	if _, err := hex.DecodeString(rest[:64]); err != nil {
+		return walObject{}, false
+	}
+	return walObject{Name: name, SHA256: rest[:64], Key: key}, true
+}
+
+// walObjects lists the archived WAL files under prefix (a key prefix).
+func (s *Store) walObjects(ctx context.Context, prefix string) ([]walObject, error) {
+	objs, err := s.repo.List(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	var out []walObject
+	for _, o := range objs {
+		if w, ok := parseWALKey(o.Key); ok {
+			w.Size = o.Size
+			out = append(out, w)
+		}
+	}
+	return out, nil
+}
+
+// findWAL returns the archived copy of name; the error wraps ErrNotFound.
+func (s *Store) findWAL(ctx context.Context, name string) (walObject, error) {
+	objs, err := s.walObjects(ctx, walKeyPrefix(name))
+	if err != nil {
+		return walObject{}, err
+	}
+	for _, o := range objs {
+		if o.Name == name {
+			return o, nil
+		}
+	}
+	return walObject{}, fmt.Errorf("backup: WAL %s: %w", name, ErrNotFound)
+}
+
+// WALPushOptions configure WALPush.
+type WALPushOptions struct {
+	// Async pushes, beside the requested file, the other files PostgreSQL
+	// marked ready (archive_status/*.ready), in parallel, and records them
+	// in SpoolDir so that the archive_command calls for them return at
+	// once.
+	Async bool
+	// SpoolDir holds the records of files pushed ahead (required for
+	// Async); it must be local and private to this data directory.
+	SpoolDir string
+	// Parallel is the number of concurrent uploads (default 4).
+	Parallel int
+	// MaxAhead bounds how many ready files one call pushes (default 64).
+	MaxAhead int
+}
+
+// WALPush archives the WAL file at walPath (archive_command's %p,
+// relative to the data directory, which is the working directory). It is
+// idempotent: pushing a file archived already with the same content
+// succeeds; with different content it fails with ErrWALMismatch.
+func (s *Store) WALPush(ctx context.Context, walPath string, opts WALPushOptions) error {
+	name := filepath.Base(walPath)
+	if !reWALFile.MatchString(name) {
+		return fmt.Errorf("backup: wal-push %s: %w", walPath, ErrBadWALName)
+	}
+	if !opts.Async {
+		return s.pushWAL(ctx, walPath)
+	}
+	if opts.SpoolDir == "" {
+		return errors.New("backup: wal-push: async needs a spool directory")
+	}
+	done := filepath.Join(opts.SpoolDir, "pushed")
+	if err := os.MkdirAll(done, 0o700); err != nil {
+		return fmt.Errorf("backup: wal-push: %w", err)
+	}
+	marker := filepath.Join(done, name+".ok")
+	if err := os.Remove(marker); err == nil {
+		s.log.Debug("WAL pushed ahead", "wal", name)
+		return nil
+	}
+	// Push name and the other ready files, oldest first.
+	walDirPath := filepath.Dir(walPath)
+	todo := []string{name}
+	maxAhead := opts.MaxAhead
+	if maxAhead <= 0 {
+		maxAhead = 64
+	}
+	ready, _ := filepath.Glob(filepath.Join(walDirPath, "archive_status", "*.ready"))
+	sort.Strings(ready)
+	for _, r := range ready {
+		n := strings.TrimSuffix(filepath.Base(r), ".ready")
+		if n == name || !reWALFile.MatchString(n) || len(todo) > maxAhead {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(done, n+".ok")); err == nil {
+			continue
+		}
+		todo = append(todo, n)
+	}
+	par := opts.Parallel
+	if par <= 0 {
+		par = 4
+	}
+	errs := make([]error, len(todo))
+	runParallel(ctx, par, len(todo), func(i int) {
+		errs[i] = s.pushWAL(ctx, filepath.Join(walDirPath, todo[i]))
+		if errs[i] == nil && i > 0 {
+			if err := os.WriteFile(filepath.Join(done, todo[i]+".ok"), nil, 0o600); err != nil {
+				s.log.Warn("cannot record pushed WAL", "wal", todo[i], "err", err)
+			}
+		}
+	})
+	s.log.Info("WAL pushed", "wal", name, "ahead", len(todo)-1)
+	return errs[0]
+}
+
+// runParallel calls fn(0..n-1) on at most par goroutines and returns when
+// all calls have returned. Calls not started when ctx ends are skipped.
+func runParallel(ctx context.Context, par, n int, fn func(i int)) {
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(par, n) {
+		wg.Go(func() {
+			for i := range next {
+				fn(i)
+			}
+		})
+	}
+	for i := range n {
+		if ctx.Err() != nil {
+			break
+		}
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+}
+
+func (s *Store) pushWAL(ctx context.Context, p string) error {
+	name := filepath.Base(p)
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return fmt.Errorf("backup: wal-push: %w", err)
+	}
+	sum := sha256.Sum256(data)
+	sha := hex.EncodeToString(sum[:])
+	existing, err := s.findWAL(ctx, name)
+	switch {
+	case err == nil && existing.SHA256 == sha:
+		s.log.Info("WAL already archived with the same content", "wal", name)
+		return nil
+	case err == nil:
+		return fmt.Errorf("backup: wal-push %s: %w (archived sha256 %s, local %s)", name, ErrWALMismatch, existing.SHA256, sha)
+	case !errors.Is(err, ErrNotFound):
+		return fmt.Errorf("backup: wal-push %s: %w", name, err)
+	}
+	if _, err := s.put(ctx, walKeyPrefix(name)+sha+s.suffix(), bytes.NewReader(data)); err != nil {
+		return fmt.Errorf("backup: wal-push %s: %w", name, err)
+	}
+	return nil
+}
+
+// WALFetchOptions configure WALFetch.
+type WALFetchOptions struct {
+	// Prefetch is how many following segments to keep ready in SpoolDir
+	// (0 = none). PostgreSQL's restore_command asks for segments one by
+	// one; with prefetch most calls are served from the local spool.
+	Prefetch int
+	// SpoolDir holds prefetched segments (required for Prefetch > 0).
+	SpoolDir string
+	// SegmentSize is the cluster's WAL segment size (default 16 MiB).
+	SegmentSize int64
+	// Parallel bounds concurrent downloads (default 4).
+	Parallel int
+}
+
+// WALFetch restores the archived WAL file name to dest (restore_command's
+// %f and %p). The content is checked against its archived checksum. When
+// the archive has no such file the error wraps ErrNotFound (the CLI then
+// exits 1, which PostgreSQL takes as "not archived").
+func (s *Store) WALFetch(ctx context.Context, name, dest string, opts WALFetchOptions) error {
+	if !reWALFile.MatchString(name) {
+		return fmt.Errorf("backup: wal-fetch %s: %w", name, ErrBadWALName)
+	}
+	if opts.Prefetch <= 0 || opts.SpoolDir == "" || !reSegment.MatchString(name) {
+		return s.fetchWAL(ctx, name, "", dest)
+	}
+	spool := filepath.Join(opts.SpoolDir, "fetched")
+	if err := os.MkdirAll(spool, 0o700); err != nil {
+		return fmt.Errorf("backup: wal-fetch: %w", err)
+	}
+	// Segments before name will not be asked for again.
+	entries, _ := os.ReadDir(spool)
+	ahead := 0
+	for _, e := range entries {
+		n := e.Name()
+		if reSegment.MatchString(n) && n < name {
+			os.Remove(filepath.Join(spool, n))
+		} else if reSegment.MatchString(n) && n > name {
+			ahead++
+		}
+	}
+	served := false
+	if err := moveFile(filepath.Join(spool, name), dest); err == nil {
+		served = true
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("backup: wal-fetch: %w", err)
+	}
+	if served && ahead >= opts.Prefetch/2 {
+		return nil
+	}
+	// Refill the spool (and fetch name itself when it was not there).
+	segSize := opts.SegmentSize
+	if segSize == 0 {
+		segSize = DefaultSegmentSize
+	}
+	want := []string{}
+	if !served {
+		want = append(want, name)
+	}
+	n := name
+	for range opts.Prefetch {
+		var err error
+		if n, err = nextSegment(n, segSize); err != nil {
+			break
+		}
+		if _, err := os.Stat(filepath.Join(spool, n)); err != nil {
+			want = append(want, n)
+		}
+	}
+	index := map[string]walObject{}
+	listed := map[string]bool{}
+	for _, w := range want {
+		dir := walDir(w)
+		if listed[dir] {
+			continue
+		}
+		listed[dir] = true
+		objs, err := s.walObjects(ctx, dir+"/")
+		if err != nil {
+			return fmt.Errorf("backup: wal-fetch: %w", err)
+		}
+		for _, o := range objs {
+			index[o.Name] = o
+		}
+	}
+	par := opts.Parallel
+	if par <= 0 {
+		par = 4
+	}
+	errs := make([]error, len(want))
+	runParallel(ctx, par, len(want), func(i int) {
+		o, ok := index[want[i]]
+		if !ok {
+			errs[i] = fmt.Errorf("backup: WAL %s: %w", want[i], ErrNotFound)
+			return
+		}
+		to := filepath.Join(spool, want[i])
+		if want[i] == name {
+			to = dest
+		}
+		errs[i] = s.fetchWAL(ctx, want[i], o.Key, to)
+	})
+	if !served {
+		return errs[0]
+	}
+	return nil
+}
+
+// fetchWAL downloads name (from key, or found by name when key is "") to
+// dest through a temporary file, checking its checksum.
+func (s *Store) fetchWAL(ctx context.Context, name, key, dest string) error {
+	var sha string
+	if key == "" {
+		o, err := s.findWAL(ctx, name)
+		if err != nil {
+			return err
+		}
+		key, sha = o.Key, o.SHA256
+	} else {
+		o, _ := parseWALKey(key)
+		sha = o.SHA256
+	}
+	rc, err := s.get(ctx, key)
+	if err != nil {
+		return fmt.Errorf("backup: wal-fetch %s: %w", name, err)
+	}
+	defer rc.Close()
+	tmp := dest + ".pgherd-tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("backup: wal-fetch %s: %w", name, err)
+	}
+	h := sha256.New()
+	_, err = io.Copy(io.MultiWriter(f, h), rc)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && hex.EncodeToString(h.Sum(nil)) != sha {
+		err = fmt.Errorf("%w: checksum mismatch", ErrCorrupt)
+	}
+	if err == nil {
+		err = os.Rename(tmp, dest)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("backup: wal-fetch %s: %w", name, err)
+	}
+	return nil
+}
+
+// moveFile renames src to dst, copying when they are on different file
+// systems.
+func moveFile(src, dst string) error {
+	err := os.Rename(src, dst)
+	if err == nil || errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	tmp := dst + ".pgherd-tmp"
+	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, in)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, dst)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Remove(src)
+}
+
+// parseSegment splits a segment name into timeline and segment number.
+func parseSegment(name string, segSize int64) (tli uint32, segno uint64, err error) {
+	if !reSegment.MatchString(name) {
+		return 0, 0, fmt.Errorf("%w: %q", ErrBadWALName, name)
+	}
+	t, _ := strconv.ParseUint(name[:8], 16, 32)
+	log, _ := strconv.ParseUint(name[8:16], 16, 32)
+	seg, _ := strconv.ParseUint(name[16:], 16, 32)
+	perLog := uint64(0x100000000) / uint64(segSize)
+	return uint32(t), log*perLog + seg, nil
+}
+
+// segmentName is the file name of segment segno on timeline tli.
+func segmentName(tli uint32, segno uint64, segSize int64) string {
+	perLog := uint64(0x100000000) / uint64(segSize)
+	return fmt.Sprintf("%08X%08X%08X", tli, segno/perLog, segno%perLog)
+}
+
+// nextSegment is the segment after name on the same timeline.
+func nextSegment(name string, segSize int64) (string, error) {
+	tli, segno, err := parseSegment(name, segSize)
+	if err != nil {
+		return "", err
+	}
+	return segmentName(tli, segno+1, segSize), nil
+}
