@@ -19,6 +19,13 @@ var errorComment = regexp.MustCompile(`#\s*ERROR:\s*(.*?)\s*$`)
 // expectedErrors reads the "# ERROR: text" comments of a file: line → text.
 func expectedErrors(t *testing.T, path string) map[int]string {
 	t.Helper()
+	return expectedMarks(t, path, errorComment)
+}
+
+// expectedMarks reads the comments of a file that re matches: line → the
+// text of re's first group.
+func expectedMarks(t *testing.T, path string, re *regexp.Regexp) map[int]string {
+	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
@@ -27,7 +34,7 @@ func expectedErrors(t *testing.T, path string) map[int]string {
 	want := map[int]string{}
 	sc := bufio.NewScanner(f)
 	for n := 1; sc.Scan(); n++ {
-		if m := errorComment.FindStringSubmatch(sc.Text()); m != nil {
+		if m := re.FindStringSubmatch(sc.Text()); m != nil {
 			want[n] = m[1]
 		}
 	}

@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/netip"
 	"os"
 	"path"
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,6 +28,8 @@ type decoded struct {
 	sens   map[string]bool
 	rngs   map[string]hcl.Range
 	bad    map[string]bool // attributes with an error, already reported
+	// children are the nested blocks, by type.
+	children map[string][]*blockIn
 }
 
 func (d *decoded) has(name string) bool { _, ok := d.vals[name]; return ok }
@@ -99,10 +103,19 @@ func defaults(schema *Block) *decoded {
 }
 
 func (l *loader) decodeBlock(b *blockIn) *decoded {
-	schema := blockSchema(b.blk.Type)
-	d := &decoded{b: b, schema: schema, vals: map[string]cty.Value{}, sens: map[string]bool{}, rngs: map[string]hcl.Range{}, bad: map[string]bool{}}
+	return l.decodeWith(b, blockSchema(b.blk.Type))
+}
+
+// decodeWith decodes a block with its schema; nested blocks are left in
+// children, undecoded.
+func (l *loader) decodeWith(b *blockIn, schema *Block) *decoded {
+	d := &decoded{b: b, schema: schema, vals: map[string]cty.Value{}, sens: map[string]bool{}, rngs: map[string]hcl.Range{}, bad: map[string]bool{},
+		children: map[string][]*blockIn{}}
 	content, diags := b.blk.Body.Content(schema.bodySchema())
 	l.diags = append(l.diags, diags...)
+	for _, c := range content.Blocks {
+		d.children[c.Type] = append(d.children[c.Type], &blockIn{blk: c, file: b.file})
+	}
 	for i := range schema.Attrs {
 		a := &schema.Attrs[i]
 		if attr, ok := content.Attributes[a.Name]; ok {
@@ -246,6 +259,26 @@ func (l *loader) checkValue(a *Attr, v cty.Value, sensitive bool, rng hcl.Range)
 		if !validAddress(s) {
 			l.errorf(&rng, "Invalid address",
 				"The address %s is neither an IP address nor a valid DNS host name.", quoteValue(s, sensitive))
+			return v, false
+		}
+	case KindSize:
+		n, err := parseSize(s)
+		if err != nil {
+			l.errorf(&rng, "Invalid size",
+				"The value %s of %q is not a size: %s. Write a number of bytes, or a number with a unit such as \"16MB\" (B, kB, MB, GB, TB).", quoteValue(s, sensitive), a.Name, err)
+			return v, false
+		}
+		return cty.StringVal(strconv.FormatInt(n, 10)), true
+	case KindCIDR:
+		if _, err := netip.ParsePrefix(s); err != nil {
+			l.errorf(&rng, "Invalid CIDR",
+				"The value %s of %q is not an address with a prefix length, such as \"10.0.0.100/24\".", quoteValue(s, sensitive), a.Name)
+			return v, false
+		}
+	case KindHBAAddr:
+		if _, err := netip.ParsePrefix(s); err != nil && s != "all" && s != "samehost" && s != "samenet" {
+			l.errorf(&rng, "Invalid address",
+				"The value %s of %q is neither a CIDR, such as \"10.0.0.0/24\", nor one of \"all\", \"samehost\", \"samenet\".", quoteValue(s, sensitive), a.Name)
 			return v, false
 		}
 	case KindJumpHost:

@@ -17,8 +17,10 @@ const docIntro = `# The pgherd spec language
 A pgherd spec is a set of [HCL](https://github.com/hashicorp/hcl) files
 that say which hosts pgherd manages, how it reaches them over SSH, and what
 each should have: packages, files, directories, users and groups, systemd
-services and kernel parameters. ` + "`pgherd plan`" + ` compares them with the
-hosts and ` + "`pgherd apply`" + ` makes the hosts match.
+services and kernel parameters, and the highly available PostgreSQL
+` + "`cluster`" + ` they run (PostgreSQL, etcd, the pgherd agent, HAProxy and
+keepalived). ` + "`pgherd plan`" + ` compares them with the hosts and
+` + "`pgherd apply`" + ` makes the hosts match.
 
 pgherd reads the files it is given, or every ` + "`*.hcl`" + ` file of a directory
 in name order; the blocks of all of them form one spec. The order of blocks
@@ -183,6 +185,78 @@ sysctl "vm.swappiness" {
 }
 `
 
+// DocClusterExample is the cluster example of docs/spec.md; a test loads it.
+const DocClusterExample = `# Three PostgreSQL and etcd hosts; HAProxy and keepalived on two of them.
+
+variable "superuser_password" {
+  type      = string
+  sensitive = true
+}
+
+variable "replication_password" {
+  type      = string
+  sensitive = true
+}
+
+variable "app_password" {
+  type      = string
+  sensitive = true
+}
+
+host "pg1" {
+  address = "10.0.1.11"
+  roles   = ["postgres", "etcd", "haproxy"]
+}
+
+host "pg2" {
+  address = "10.0.1.12"
+  roles   = ["postgres", "etcd", "haproxy"]
+}
+
+host "pg3" {
+  address = "10.0.1.13"
+  roles   = ["postgres", "etcd"]
+}
+
+cluster "main" {
+  postgres {
+    version              = 15
+    superuser_password   = var.superuser_password
+    replication_password = var.replication_password
+    parameters           = { shared_buffers = "1GB", max_connections = 200 }
+
+    hba {
+      database = "app"
+      user     = "app"
+      address  = "10.0.0.0/16"
+    }
+
+    role "app" {
+      password = var.app_password
+    }
+
+    database "app" {
+      owner      = "app"
+      extensions = ["pg_stat_statements"]
+    }
+  }
+
+  ha {
+    synchronous_mode = "on"
+  }
+
+  member "pg3" {
+    nofailover = true
+  }
+
+  haproxy {}
+
+  keepalived {
+    vip = "10.0.1.100/24"
+  }
+}
+`
+
 func typeString(a Attr) string {
 	if a.Type == cty.DynamicPseudoType {
 		if a.Name == "type" {
@@ -207,21 +281,46 @@ func WriteDoc(w io.Writer) error {
 	b.WriteString(docSensitive)
 	b.WriteString("## Blocks\n\n")
 	for _, blk := range Schema {
-		header := blk.Type
-		if blk.Label != "" {
-			header += ` "` + blk.Label + `"`
+		writeBlockDoc(&b, blk, "", 3)
+	}
+	b.WriteString("## A full example\n\n```hcl\n" + DocExample + "```\n")
+	b.WriteString("\n## A highly available cluster\n\nThe hosts with the role `postgres` run PostgreSQL and the agent, those with the role `etcd` run etcd, and those with the role `haproxy` run HAProxy; keepalived runs on the HAProxy hosts. `examples/ha` is a cluster for the lab.\n\n```hcl\n" + DocClusterExample + "```\n")
+	_, err := w.Write(b.Bytes())
+	return err
+}
+
+// writeBlockDoc writes the reference of a block and of its nested blocks;
+// parent is the path of the enclosing block ("" at the top level).
+func writeBlockDoc(b *bytes.Buffer, blk Block, parent string, level int) {
+	header := blk.Type
+	if parent != "" {
+		header = parent + "." + blk.Type
+	}
+	if blk.Label != "" {
+		header += ` "` + blk.Label + `"`
+	}
+	fmt.Fprintf(b, "%s `%s`\n\n%s\n\n", strings.Repeat("#", level), header, blk.Description)
+	if parent != "" {
+		switch {
+		case blk.Required:
+			b.WriteString("Required, once.\n\n")
+		case blk.Repeatable:
+			b.WriteString("Repeatable.\n\n")
+		default:
+			b.WriteString("Optional, at most once.\n\n")
 		}
-		fmt.Fprintf(&b, "### `%s`\n\n%s\n\n", header, blk.Description)
-		if blk.Label != "" {
-			fmt.Fprintf(&b, "The label, `%s`: %s", blk.Label, blk.LabelDoc)
-			if blk.LabelKind != KindPlain {
-				fmt.Fprintf(&b, " It must be %s.", kindDocs[blk.LabelKind])
-			}
-			b.WriteString("\n\n")
+	}
+	if blk.Label != "" {
+		fmt.Fprintf(b, "The label, `%s`: %s", blk.Label, blk.LabelDoc)
+		if blk.LabelKind != KindPlain {
+			fmt.Fprintf(b, " It must be %s.", kindDocs[blk.LabelKind])
 		}
-		if blk.Resource {
-			fmt.Fprintf(&b, "Its address, for `notify`, is `%s.<%s>`. Two `%s` blocks with the same label are an error.\n\n", blk.Type, blk.Label, blk.Type)
-		}
+		b.WriteString("\n\n")
+	}
+	if blk.Resource {
+		fmt.Fprintf(b, "Its address, for `notify`, is `%s.<%s>`. Two `%s` blocks with the same label are an error.\n\n", blk.Type, blk.Label, blk.Type)
+	}
+	if len(blk.Attrs) > 0 {
 		b.WriteString("| Attribute | Type | Default | Description |\n|---|---|---|---|\n")
 		for _, a := range blk.Attrs {
 			def := "—"
@@ -240,13 +339,24 @@ func WriteDoc(w io.Writer) error {
 			if a.Kind != KindPlain {
 				desc += " " + upperFirst(kindDocs[a.Kind]) + "."
 			}
-			fmt.Fprintf(&b, "| `%s` | `%s` | %s | %s |\n", a.Name, typeString(a), def, strings.ReplaceAll(desc, "|", `\|`))
+			fmt.Fprintf(b, "| `%s` | `%s` | %s | %s |\n", a.Name, typeString(a), def, strings.ReplaceAll(desc, "|", `\|`))
 		}
 		b.WriteString("\n")
 	}
-	b.WriteString("## A full example\n\n```hcl\n" + DocExample + "```\n")
-	_, err := w.Write(b.Bytes())
-	return err
+	if len(blk.Blocks) > 0 {
+		var names []string
+		for _, n := range blk.Blocks {
+			names = append(names, "`"+n.Type+"`")
+		}
+		fmt.Fprintf(b, "Nested blocks: %s.\n\n", strings.Join(names, ", "))
+	}
+	path := blk.Type
+	if parent != "" {
+		path = parent + "." + blk.Type
+	}
+	for _, n := range blk.Blocks {
+		writeBlockDoc(b, n, path, min(level+1, 6))
+	}
 }
 
 func upperFirst(s string) string {

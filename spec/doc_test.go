@@ -48,3 +48,25 @@ func TestDocExampleLoads(t *testing.T) {
 		t.Errorf("the example is not formatted canonically:\n%s", formatted)
 	}
 }
+
+func TestDocClusterExampleLoads(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "main.hcl")
+	if err := os.WriteFile(path, []byte(DocClusterExample), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"PGHERD_VAR_superuser_password=a", "PGHERD_VAR_replication_password=b", "PGHERD_VAR_app_password=c"}
+	m, diags := Load(Input{Paths: []string{path}, Environ: env})
+	if len(diags.Diags) > 0 {
+		var buf bytes.Buffer
+		_ = diags.Write(&buf, false)
+		t.Fatalf("the cluster example of docs/spec.md does not load cleanly:\n%s", buf.String())
+	}
+	c := m.Cluster
+	if len(c.Postgres.Hosts) != 3 || len(c.Etcd.Hosts) != 3 || len(c.HAProxy.Hosts) != 2 || len(c.Keepalived.Hosts) != 2 {
+		t.Errorf("unexpected hosts: postgres %v, etcd %v, haproxy %v, keepalived %v", c.Postgres.Hosts, c.Etcd.Hosts, c.HAProxy.Hosts, c.Keepalived.Hosts)
+	}
+	formatted, fdiags := Format([]byte(DocClusterExample), "example.hcl")
+	if fdiags.HasErrors() || string(formatted) != DocClusterExample {
+		t.Errorf("the example is not formatted canonically:\n%s", formatted)
+	}
+}

@@ -7,7 +7,7 @@ import (
 )
 
 func FuzzLoad(f *testing.F) {
-	for _, glob := range []string{"testdata/good/*.hcl", "testdata/good/*/*.hcl", "testdata/broken/*.hcl", "testdata/format/*.hcl"} {
+	for _, glob := range []string{"testdata/good/*.hcl", "testdata/good/*/*.hcl", "testdata/broken/*.hcl", "testdata/warn/*.hcl", "testdata/format/*.hcl"} {
 		paths, err := filepath.Glob(glob)
 		if err != nil {
 			f.Fatal(err)

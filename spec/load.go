@@ -199,6 +199,7 @@ func load(in Input, srcs []source) (*Model, Diagnostics) {
 	for _, b := range byType["sysctl"] {
 		l.decodeSysctl(b)
 	}
+	l.decodeCluster(byType["cluster"])
 	for _, f := range l.later {
 		f()
 	}

@@ -23,6 +23,10 @@ type Model struct {
 	Services    []Service
 	Sysctls     []Sysctl
 
+	// Cluster is the highly available PostgreSQL cluster, nil when the
+	// spec has no cluster block.
+	Cluster *Cluster
+
 	// Sensitive holds every sensitive value of the spec, so that output
 	// filters can mask them wherever they would appear.
 	Sensitive []string
@@ -161,4 +165,146 @@ type Sysctl struct {
 	Value  string
 	Target Target
 	Range  hcl.Range
+}
+
+// Cluster is a highly available PostgreSQL cluster. Host lists are
+// resolved: they hold host names, in the order the hosts are declared.
+type Cluster struct {
+	Name     string
+	Postgres Postgres
+	Etcd     Etcd
+	HA       HA
+	// Members holds one entry per PostgreSQL host, in the order of
+	// Postgres.Hosts, with defaults for a host without a member block.
+	Members    []Member
+	HAProxy    *HAProxy    // nil when not wanted
+	Keepalived *Keepalived // nil when not wanted
+	Range      hcl.Range
+}
+
+// Member returns the HA settings of a PostgreSQL host, and false when the
+// host is not one.
+func (c *Cluster) Member(host string) (Member, bool) {
+	for _, m := range c.Members {
+		if m.Host == host {
+			return m, true
+		}
+	}
+	return Member{}, false
+}
+
+// Postgres is PostgreSQL on the cluster's hosts.
+type Postgres struct {
+	Version        int    // major version
+	PackageVersion string // exact Debian version, "" for any
+	Port           int
+	DataDir        string
+	Hosts          []string
+	// SuperuserPassword is the password of the postgres role.
+	SuperuserPassword   string
+	ReplicationUser     string
+	ReplicationPassword string
+	Parameters          map[string]string
+	HBA                 []HBARule
+	Roles               []Role
+	Databases           []Database
+	Range               hcl.Range
+}
+
+// HBARule is a pg_hba.conf line.
+type HBARule struct {
+	Type     string // local, host, hostssl, hostnossl
+	Database string
+	User     string
+	Address  string // "" for local
+	Method   string
+	Range    hcl.Range
+}
+
+// Role is a PostgreSQL role.
+type Role struct {
+	Name            string
+	Password        string // "" for none
+	Login           bool
+	Superuser       bool
+	CreateDB        bool
+	CreateRole      bool
+	Replication     bool
+	ConnectionLimit int // -1 for none
+	MemberOf        []string
+	Range           hcl.Range
+}
+
+// Database is a PostgreSQL database.
+type Database struct {
+	Name       string
+	Owner      string
+	Extensions []string
+	Range      hcl.Range
+}
+
+// Etcd is the etcd cluster the agents use as their DCS.
+type Etcd struct {
+	Hosts             []string
+	ClientPort        int
+	PeerPort          int
+	HeartbeatInterval time.Duration
+	ElectionTimeout   time.Duration
+	TLS               bool
+	Range             hcl.Range // the cluster's when there is no etcd block
+}
+
+// SyncMode is the HA synchronous replication mode.
+type SyncMode string
+
+// Synchronous modes.
+const (
+	SyncOff    SyncMode = "off"
+	SyncOn     SyncMode = "on"
+	SyncStrict SyncMode = "strict"
+)
+
+// HA is how the agents run the cluster.
+type HA struct {
+	TTL                  time.Duration
+	LoopWait             time.Duration
+	RetryTimeout         time.Duration
+	MaximumLagOnFailover int64 // bytes
+	SynchronousMode      SyncMode
+	SynchronousNodeCount int
+	SynchronousQuorum    bool
+	APIPort              int
+	APIToken             string // "" when the write verbs are refused
+	Pause                bool
+	Range                hcl.Range // the cluster's when there is no ha block
+}
+
+// Member is the HA settings of one PostgreSQL host.
+type Member struct {
+	Host       string
+	Priority   int
+	NoFailover bool
+	NoSync     bool
+	Range      hcl.Range // the cluster's for a host without a member block
+}
+
+// HAProxy routes clients to the primary and the replicas.
+type HAProxy struct {
+	Hosts          []string
+	PrimaryPort    int
+	ReplicaPort    int
+	StatsPort      int
+	CheckInterval  time.Duration
+	MaxConnections int
+	Range          hcl.Range
+}
+
+// Keepalived moves a virtual IP between HAProxy hosts.
+type Keepalived struct {
+	Hosts     []string
+	VIP       string // address/prefix length, such as "10.0.0.100/24"
+	Interface string
+	RouterID  int
+	Password  string // "" for none
+	Range     hcl.Range
 }

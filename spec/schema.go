@@ -22,6 +22,10 @@ const (
 	KindHostRefs Kind = "hostrefs" // names of declared hosts
 	KindRoleRefs Kind = "rolerefs" // roles of declared hosts
 	KindNotify   Kind = "notify"   // addresses of declared resources
+	KindSize     Kind = "size"     // bytes, or a number with a unit such as "16MB"
+	KindCIDR     Kind = "cidr"     // address/prefix length, such as "10.0.0.0/24"
+	KindHBAAddr  Kind = "hbaaddr"  // a CIDR, or all, samehost, samenet
+	KindDNSLabel Kind = "dnslabel" // lower-case letters, digits and dashes
 )
 
 var kindDocs = map[Kind]string{
@@ -36,6 +40,10 @@ var kindDocs = map[Kind]string{
 	KindHostRefs: "names of declared `host` blocks",
 	KindRoleRefs: "roles given to at least one `host`",
 	KindNotify:   "resource addresses such as `\"service.nginx\"` or `\"file./etc/motd\"`",
+	KindSize:     "a size: a number of bytes, or a string with a unit such as `\"16MB\"` (`B`, `kB`, `MB`, `GB`, `TB`; 1kB = 1024 bytes, as in PostgreSQL)",
+	KindCIDR:     "an address with a prefix length, such as `\"10.0.0.100/24\"`",
+	KindHBAAddr:  "a CIDR such as `\"10.0.0.0/24\"`, or `all`, `samehost`, `samenet`",
+	KindDNSLabel: "at most 63 lower-case letters, digits and dashes, starting with a letter and not ending with a dash",
 }
 
 // Attr describes one attribute of a block.
@@ -64,6 +72,13 @@ type Block struct {
 	LabelKind  Kind
 	LabelDoc   string
 	AtMostOnce bool
+	// Required is true for a nested block that must be given.
+	Required bool
+	// Repeatable is true for a nested block that may be given many times;
+	// other nested blocks may be given at most once.
+	Repeatable bool
+	// Blocks are the nested blocks.
+	Blocks []Block
 	// Resource is true for the resource kinds, which can be targeted
 	// (hosts, roles) and notified ("kind.label").
 	Resource    bool
@@ -81,12 +96,29 @@ func (b *Block) Attr(name string) *Attr {
 	return nil
 }
 
+// Block returns the nested block schema of type typ, or nil.
+func (b *Block) Block(typ string) *Block {
+	for i := range b.Blocks {
+		if b.Blocks[i].Type == typ {
+			return &b.Blocks[i]
+		}
+	}
+	return nil
+}
+
 func (b *Block) bodySchema() *hcl.BodySchema {
 	s := &hcl.BodySchema{}
 	for _, a := range b.Attrs {
 		// Required attributes are checked by the decoder with a message
 		// that says more than hcl's.
 		s.Attributes = append(s.Attributes, hcl.AttributeSchema{Name: a.Name})
+	}
+	for _, n := range b.Blocks {
+		bs := hcl.BlockHeaderSchema{Type: n.Type}
+		if n.Label != "" {
+			bs.LabelNames = []string{n.Label}
+		}
+		s.Blocks = append(s.Blocks, bs)
 	}
 	return s
 }
@@ -232,6 +264,7 @@ var Schema = []Block{
 			{Name: "value", Type: cty.String, Required: true, Description: "The value; numbers are accepted."},
 		},
 	}, false),
+	clusterSchema,
 }
 
 func blockSchema(typ string) *Block {

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/hashicorp/hcl/v2"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -106,6 +107,11 @@ func TestLoadGood(t *testing.T) {
 				var buf bytes.Buffer
 				_ = diags.Write(&buf, false)
 				t.Fatalf("unexpected errors:\n%s", buf.String())
+			}
+			for _, d := range diags.Diags {
+				if d.Severity == hcl.DiagWarning {
+					t.Errorf("unexpected warning: %s: %s", d.Summary, d.Detail)
+				}
 			}
 			got := modelJSON(t, m)
 			if bytes.Contains(got, []byte("SECRET")) || bytes.Contains(got, []byte("s3cr3t")) {
