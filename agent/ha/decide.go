@@ -137,19 +137,25 @@ func decideInit(v View, leader *dcs.LeaderKey, leaderIsMe bool) (Decision, bool)
 			}
 			return decide("no initialize key: waiting for leader " + leader.Name + " to write it"), true
 		}
+		// The leader key is taken before the new primary starts: a primary
+		// never runs without a valid lease (rule 1 would fence it).
 		return decide("cluster not initialized: racing to bootstrap it",
-			Action{Kind: RaceInitialize, Value: InitializePending + me}, act(Bootstrap)), true
+			Action{Kind: RaceInitialize, Value: InitializePending + me}, act(AcquireLeader), act(Bootstrap)), true
 	case init == InitializePending+me:
+		lead := act(AcquireLeader)
+		if leaderIsMe && v.LeaseValid() && v.LeaseID != 0 && leader.Lease == v.LeaseID {
+			lead = act(RenewLeader)
+		}
 		switch {
 		case !v.Self.DataDir:
-			return decide("won the initialize race: bootstrapping", act(Bootstrap)), true
+			return decide("won the initialize race: bootstrapping", lead, act(Bootstrap)), true
 		case v.Self.Role == RolePrimary && v.LeaseValid() && leaderIsMe:
 			return decide("bootstrapped: storing the system identifier",
 				act(RenewLeader), Action{Kind: SetInitialize, Value: v.Self.SystemID, Revision: v.DCS.InitializeRevision}), true
 		case v.Self.Role == RolePrimary && leader == nil:
 			return decide("bootstrapped: taking the leader key", act(AcquireLeader)), true
 		case v.Self.Role == RoleStopped || v.Self.Role == RoleCrashed:
-			return decide("bootstrapped: starting the new cluster", Action{Kind: StartPostgres, Primary: true}), true
+			return decide("bootstrapped: starting the new cluster", lead, Action{Kind: StartPostgres, Primary: true}), true
 		}
 		return Decision{}, false
 	case strings.HasPrefix(init, InitializePending):

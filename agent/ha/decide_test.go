@@ -253,19 +253,25 @@ func TestDecide(t *testing.T) {
 			name: "uninitialized cluster: race for the initialize key, then bootstrap",
 			v: plainView(self(RoleStopped, 0, func(s *Self) { s.DataDir, s.SystemID = false, "" }),
 				with(cluster(""), func(s *dcs.ClusterState) { s.Initialize = "" })),
-			want: []string{"race_initialize(pending:a)", "bootstrap"},
+			want: []string{"race_initialize(pending:a)", "acquire_leader", "bootstrap"},
 		},
 		{
 			name: "initialize race won but initdb not done: bootstrap",
 			v: plainView(self(RoleStopped, 0, func(s *Self) { s.DataDir, s.SystemID = false, "" }),
 				with(cluster(""), func(s *dcs.ClusterState) { s.Initialize = "pending:a" })),
-			want: []string{"bootstrap"},
+			want: []string{"acquire_leader", "bootstrap"},
+		},
+		{
+			name: "initialize race won and leader key held: renew, then bootstrap",
+			v: leaderView(self(RoleStopped, 0, func(s *Self) { s.DataDir, s.SystemID = false, "" }),
+				with(cluster("a"), func(s *dcs.ClusterState) { s.Initialize = "pending:a" })),
+			want: []string{"renew_leader", "bootstrap"},
 		},
 		{
 			name: "bootstrapped but stopped: start as primary",
 			v: plainView(self(RoleStopped, 10, func(s *Self) { s.SystemID = "7777" }),
 				with(cluster(""), func(s *dcs.ClusterState) { s.Initialize = "pending:a" })),
-			want: []string{"start(primary)"},
+			want: []string{"acquire_leader", "start(primary)"},
 		},
 		{
 			name: "bootstrapped primary: take the leader key",

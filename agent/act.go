@@ -1,0 +1,297 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/pgherd/pgherd/agent/dcs"
+	"github.com/pgherd/pgherd/agent/ha"
+	"github.com/pgherd/pgherd/agent/pg"
+)
+
+// do carries out one action. An error stops the Decision's remaining
+// actions; the next pass decides again from what is then true.
+func (a *Agent) do(ctx context.Context, v ha.View, act ha.Action) error {
+	me := a.cfg.Name
+	switch act.Kind {
+	case ha.Fence:
+		return a.pg.Fence(ctx)
+	case ha.Demote:
+		// A clean shutdown: the standbys receive every WAL record, and the
+		// leader key stays ours until the target has replayed it all.
+		return a.pg.Stop(ctx, pg.Fast)
+	case ha.StopPostgres:
+		return a.pg.Stop(ctx, pg.Fast)
+	case ha.Promote:
+		replayed := v.Self.ReplayedLSN
+		if err := a.pg.Promote(ctx); err != nil {
+			return err
+		}
+		a.recordPromotion(ctx, v, replayed)
+		return nil
+	case ha.StartPostgres:
+		if act.Primary {
+			if err := a.pg.ConfigurePrimary(ctx); err != nil {
+				return err
+			}
+			return a.pg.Start(ctx)
+		}
+		if act.Target != "" {
+			if err := a.pg.ConfigureStandby(ctx, a.connInfo(v, act.Target), pg.SlotName(me)); err != nil {
+				return err
+			}
+		}
+		return a.pg.Start(ctx)
+	case ha.FollowLeader:
+		return a.pg.ConfigureStandby(ctx, a.connInfo(v, act.Target), pg.SlotName(me))
+	case ha.Rewind:
+		// pg_rewind reads the source's files through functions only a
+		// superuser may call.
+		src := a.connInfo(v, act.Target)
+		src.User, src.Password = a.cfg.Postgres.Superuser.User, a.cfg.Postgres.Superuser.Password
+		if err := a.pg.Rewind(ctx, src); err != nil {
+			return err
+		}
+		if err := a.pg.ConfigureStandby(ctx, a.connInfo(v, act.Target), pg.SlotName(me)); err != nil {
+			return err
+		}
+		return a.pg.Start(ctx)
+	case ha.CloneFromLeader, ha.Reinitialize:
+		opts := pg.CloneOptions{Slot: pg.SlotName(me), MoveAside: act.Kind == ha.Reinitialize}
+		if err := a.pg.Clone(ctx, a.connInfo(v, act.Target), opts); err != nil {
+			return err
+		}
+		if err := a.pg.ConfigureStandby(ctx, a.connInfo(v, act.Target), pg.SlotName(me)); err != nil {
+			return err
+		}
+		return a.pg.Start(ctx)
+	case ha.Bootstrap:
+		return a.bootstrap(ctx)
+	case ha.AcquireLeader:
+		lease, err := a.freshLease(ctx)
+		if err != nil {
+			return err
+		}
+		if _, err := a.dcs.AcquireLeader(ctx, me, lease); err != nil {
+			return err
+		}
+		a.leaderLease = lease
+		return nil
+	case ha.TakeOverLeader:
+		lease, err := a.freshLease(ctx)
+		if err != nil {
+			return err
+		}
+		if _, err := a.dcs.TakeOverLeader(ctx, me, lease, act.Revision); err != nil {
+			_ = lease.Revoke(ctx)
+			return err
+		}
+		a.leaderLease = lease
+		return nil
+	case ha.RenewLeader:
+		if a.leaderLease == nil {
+			return errors.New("no leader lease to renew")
+		}
+		if _, err := a.leaderLease.Renew(ctx); err != nil {
+			if errors.Is(err, dcs.ErrLeaseExpired) {
+				a.leaderLease = nil
+			}
+			return err
+		}
+		return nil
+	case ha.ReleaseLeader:
+		err := a.dcs.ReleaseLeader(ctx, me, a.leaderLease)
+		a.leaderLease = nil
+		if errors.Is(err, dcs.ErrNotLeader) {
+			return nil
+		}
+		return err
+	case ha.RaceInitialize:
+		_, err := a.dcs.Initialize(ctx, act.Value)
+		return err
+	case ha.SetInitialize:
+		return a.dcs.SetInitialize(ctx, act.Value, act.Revision)
+	case ha.SetSyncStandbyNames:
+		_, err := a.pg.SetSynchronousStandbyNames(ctx, act.Value)
+		return err
+	case ha.PublishSync:
+		return a.dcs.SetSync(ctx, me, dcs.Sync{Leader: me, Standbys: act.Standbys, Quorum: act.Quorum}, act.Revision)
+	case ha.ClearSwitchover:
+		return a.dcs.ClearSwitchover(ctx, act.Revision)
+	}
+	return fmt.Errorf("unknown action %q", act.Kind)
+}
+
+// freshLease grants a new leader lease; an old one is dropped (it cannot
+// be renewed or the decision would not have asked for a new key).
+func (a *Agent) freshLease(ctx context.Context) (*dcs.Lease, error) {
+	if a.leaderLease != nil {
+		if _, err := a.leaderLease.Renew(ctx); err == nil {
+			return a.leaderLease, nil
+		}
+		a.leaderLease = nil
+	}
+	return a.dcs.GrantLease(ctx, a.ttl(), a.safetyMargin())
+}
+
+// connInfo is how to replicate from member name.
+func (a *Agent) connInfo(v ha.View, name string) pg.ConnInfo {
+	ci := pg.ConnInfo{
+		User:           a.cfg.Postgres.Replication.User,
+		Password:       a.cfg.Postgres.Replication.Password,
+		AppName:        a.cfg.Name,
+		ConnectTimeout: 3,
+	}
+	if v.DCS != nil {
+		if m, ok := v.DCS.Member(name); ok {
+			if u, err := url.Parse(m.ConnURL); err == nil {
+				ci.Host = u.Hostname()
+				ci.Port, _ = strconv.Atoi(u.Port())
+			}
+		}
+	}
+	return ci
+}
+
+// bootstrap creates the cluster: initdb with checksums, this spec's
+// pg_hba.conf and parameters, then starts it as primary and sets the
+// superuser's password and the replication role.
+func (a *Agent) bootstrap(ctx context.Context) error {
+	if ok, err := a.pg.Initialized(); err != nil || ok {
+		return wrapf(err, "bootstrap")
+	}
+	params := map[string]string{}
+	for k, v := range a.cfg.Postgres.Parameters {
+		params[k] = v
+	}
+	for k, v := range requiredParameters {
+		if _, ok := params[k]; !ok {
+			params[k] = v
+		}
+	}
+	if err := a.pg.InitDB(ctx, pg.InitOptions{Parameters: params}); err != nil {
+		return err
+	}
+	if err := a.writeHBA(); err != nil {
+		return err
+	}
+	if err := a.pg.ConfigurePrimary(ctx); err != nil {
+		return err
+	}
+	// initdb took a while: renew so that the new primary starts well
+	// inside its lease.
+	if a.leaderLease == nil {
+		return errors.New("bootstrap without the leader key")
+	}
+	if _, err := a.leaderLease.Renew(ctx); err != nil {
+		return err
+	}
+	if err := a.pg.Start(ctx); err != nil {
+		return err
+	}
+	su, r := a.cfg.Postgres.Superuser, a.cfg.Postgres.Replication
+	if err := a.pg.EnsureRole(ctx, su.User, su.Password, "SUPERUSER LOGIN"); err != nil {
+		return err
+	}
+	return a.pg.EnsureRole(ctx, r.User, r.Password, "REPLICATION LOGIN")
+}
+
+// requiredParameters are what HA needs whatever the spec says.
+var requiredParameters = map[string]string{
+	"wal_level":             "replica",
+	"hot_standby":           "on",
+	"max_wal_senders":       "10",
+	"max_replication_slots": "10",
+	"wal_keep_size":         "128MB",
+	"hot_standby_feedback":  "on",
+	"wal_log_hints":         "on",
+	// A replica told to follow a new primary reconnects within a second,
+	// not PostgreSQL's default five.
+	"wal_retrieve_retry_interval": "1s",
+}
+
+// writeHBA writes pg_hba.conf from the configuration, or a default that
+// lets the members replicate and clients log in with passwords.
+func (a *Agent) writeHBA() error {
+	hba := a.cfg.Postgres.HBA
+	if hba == "" {
+		hba = "local all all peer\n" +
+			"host replication " + a.cfg.Postgres.Replication.User + " 0.0.0.0/0 scram-sha-256\n" +
+			"host all all 0.0.0.0/0 scram-sha-256\n"
+	}
+	return a.pg.WriteHBA(context.Background(), hba)
+}
+
+// recordPromotion appends the new timeline to the history key, so that a
+// former primary can tell whether it diverged.
+func (a *Agent) recordPromotion(ctx context.Context, v ha.View, switchLSN uint64) {
+	st, err := a.pg.Status(ctx)
+	if err != nil || v.DCS == nil {
+		return
+	}
+	h := append([]dcs.HistoryEntry(nil), v.DCS.History...)
+	h = append(h, dcs.HistoryEntry{Timeline: st.TimeLine, LSN: switchLSN, Reason: "promoted", Time: time.Now().UTC(), Leader: a.cfg.Name})
+	if err := a.dcs.SetHistory(ctx, a.cfg.Name, h, v.DCS.HistoryRevision); err != nil {
+		a.log.Warn("recording the promotion in the history key", "err", err)
+	}
+}
+
+// afterPass does the bookkeeping every pass: publish this member, and as
+// leader keep the slots, the status key and the dynamic configuration.
+func (a *Agent) afterPass(ctx context.Context, v ha.View) {
+	defer a.publishSnapshot(v)
+	if v.DCS == nil {
+		return
+	}
+	if err := a.registerMember(ctx, v); err != nil {
+		a.log.Warn("publishing this member", "err", err)
+	}
+	isLeader := a.leaderLease != nil && v.DCS.Leader != nil && v.DCS.Leader.Name == a.cfg.Name
+	if !isLeader || a.lastStatus.State != pg.StateRunning || a.lastStatus.InRecovery {
+		return
+	}
+	if err := a.dcs.SetStatus(ctx, a.cfg.Name, dcs.Status{LastLSN: uint64(a.lastStatus.WriteLSN)}); err != nil {
+		a.log.Debug("publishing the status key", "err", err)
+	}
+	var slots []string
+	for _, m := range v.DCS.Members {
+		if m.Name != a.cfg.Name {
+			slots = append(slots, pg.SlotName(m.Name))
+		}
+	}
+	if err := a.pg.EnsureSlots(ctx, slots); err != nil {
+		a.log.Warn("replication slots", "err", err)
+	}
+	if want := a.localConfig(); v.DCS.ConfigRevision == 0 || !sameConfig(v.DCS.Config, want) {
+		want.Paused = v.DCS.Config.Paused
+		if err := a.dcs.SetConfig(ctx, want, v.DCS.ConfigRevision); err != nil {
+			a.log.Warn("publishing the dynamic configuration", "err", err)
+		}
+	}
+}
+
+// sameConfig compares the settings the agent's file decides.
+func sameConfig(have, want dcs.Config) bool {
+	want.Paused = have.Paused
+	return have == want
+}
+
+func (a *Agent) registerMember(ctx context.Context, v ha.View) error {
+	if a.memberLease != nil {
+		if _, err := a.memberLease.Renew(ctx); err != nil {
+			a.memberLease = nil
+		}
+	}
+	if a.memberLease == nil {
+		l, err := a.dcs.GrantLease(ctx, a.ttl(), 0)
+		if err != nil {
+			return err
+		}
+		a.memberLease = l
+	}
+	return a.dcs.RegisterMember(ctx, a.member(v), a.memberLease)
+}

@@ -1,0 +1,252 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pgherd/pgherd/agent/api"
+	"github.com/pgherd/pgherd/agent/dcs"
+	"github.com/pgherd/pgherd/agent/ha"
+	"github.com/pgherd/pgherd/agent/pg"
+)
+
+// Agent is one member's HA agent. Its loop is the only goroutine that acts
+// on PostgreSQL and on the leader key; the API goroutines read snapshots
+// and post requests to the DCS.
+type Agent struct {
+	cfg     *Config
+	log     *slog.Logger
+	version string
+	pg      *pg.Instance
+	dcs     *dcs.Client
+	api     *api.Server
+
+	// origin is the monotonic origin of the View's instants.
+	origin time.Time
+
+	// Owned by the loop goroutine.
+	leaderLease *dcs.Lease
+	memberLease *dcs.Lease
+	downSince   time.Duration
+	lastConfig  dcs.Config
+	lastState   *dcs.ClusterState
+	lastStatus  pg.Status
+
+	snapshot     atomic.Pointer[api.Snapshot]
+	shuttingDown atomic.Bool
+	// keepRunning: exit without stopping PostgreSQL or releasing the
+	// leader key (an in-place agent upgrade: the next agent process takes
+	// its own key over within the ttl).
+	keepRunning atomic.Bool
+	wake        chan struct{}
+
+	// actMu serializes the loop's actions with the API's restart/reload.
+	actMu sync.Mutex
+}
+
+// New prepares an agent from its configuration.
+func New(cfg *Config, log *slog.Logger, version string) *Agent {
+	a := &Agent{
+		cfg:     cfg,
+		log:     log,
+		version: version,
+		origin:  time.Now(),
+		wake:    make(chan struct{}, 1),
+		pg: &pg.Instance{
+			Name:            cfg.Name,
+			BinDir:          cfg.Postgres.BinDir,
+			DataDir:         cfg.Postgres.DataDir,
+			Port:            cfg.Postgres.Port,
+			SocketDir:       cfg.Postgres.SocketDir,
+			ListenAddresses: cfg.Postgres.Listen,
+			Superuser:       cfg.Postgres.Superuser.User,
+			User:            cfg.Postgres.OSUser,
+			Log:             log.With("component", "postgres"),
+		},
+	}
+	a.lastConfig = a.localConfig()
+	a.snapshot.Store(&api.Snapshot{Member: cfg.Name, Role: api.RoleUninitialized, Version: version})
+	return a
+}
+
+// Snapshot is what the API serves: the state at the end of the last pass.
+func (a *Agent) Snapshot() api.Snapshot { return *a.snapshot.Load() }
+
+// Shutdown asks the loop to stop cleanly: a primary stops PostgreSQL and
+// hands the leader key over at once. With keepPostgres, the agent exits
+// leaving PostgreSQL and its leader key alone (for an in-place upgrade of
+// the agent: the next one takes the key over before the lease expires).
+func (a *Agent) Shutdown(keepPostgres bool) {
+	a.keepRunning.Store(keepPostgres)
+	a.shuttingDown.Store(true)
+	a.poke()
+}
+
+func (a *Agent) poke() {
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+// now is the View's monotonic instant.
+func (a *Agent) now() time.Duration { return time.Since(a.origin) }
+
+// mono converts a lease deadline to the View's monotonic instants.
+func (a *Agent) mono(t time.Time) time.Duration {
+	if t.IsZero() {
+		return 0
+	}
+	d := t.Sub(a.origin)
+	if d <= 0 {
+		d = 1 // a deadline at or before the origin has passed, but is not "none"
+	}
+	return d
+}
+
+// localConfig is the dynamic configuration this agent's file asks for.
+func (a *Agent) localConfig() dcs.Config {
+	c := dcs.DefaultConfig()
+	h := a.cfg.HA
+	c.TTL = int(h.TTL.Round(time.Second) / time.Second)
+	c.LoopWait = max(1, int(h.LoopWait.Round(time.Second)/time.Second))
+	c.RetryTimeout = max(1, int(h.RetryTimeout.Round(time.Second)/time.Second))
+	c.MaximumLagOnFailover = uint64(h.MaximumLagOnFailover)
+	if h.SynchronousMode != "" {
+		c.SynchronousMode = dcs.SyncMode(h.SynchronousMode)
+	}
+	if h.SynchronousNodeCount > 0 {
+		c.SynchronousNodeCount = h.SynchronousNodeCount
+	}
+	c.SynchronousQuorum = h.SynchronousQuorum
+	c.MasterStartTimeout = 0 // a crashed primary releases at once: failover beats a slow local restart
+	c.UsePgRewind = true
+	return c
+}
+
+// ttl and loopWait are the timings in force.
+func (a *Agent) ttl() time.Duration {
+	return time.Duration(max(2, a.lastConfig.TTL)) * time.Second
+}
+
+func (a *Agent) loopWait() time.Duration {
+	// The file's loop_wait may be below a second; the DCS keeps seconds.
+	return min(a.cfg.HA.LoopWait.Duration, time.Duration(max(1, a.lastConfig.LoopWait))*time.Second)
+}
+
+// safetyMargin is how long before the lease could expire on the server the
+// primary stops writing: it covers the fence itself (tens of ms) and clock
+// rate drift between hosts, with room to spare.
+func (a *Agent) safetyMargin() time.Duration {
+	return min(time.Second, a.ttl()/3)
+}
+
+// Run serves the API and runs the loop until ctx ends or Shutdown was
+// called and the loop finished shutting down.
+func (a *Agent) Run(ctx context.Context) error {
+	cli, err := dcs.New(ctx, dcs.Options{
+		Endpoints:      a.cfg.Etcd.Endpoints,
+		Cluster:        a.cfg.Cluster,
+		RequestTimeout: min(2*time.Second, a.cfg.HA.TTL.Duration/3),
+		Logger:         a.log.With("component", "dcs"),
+	})
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	a.dcs = cli
+
+	a.api = &api.Server{Source: a, Control: &controller{a: a}, Token: a.cfg.API.Token, Log: a.log.With("component", "api"),
+		MaxLoopAge: 3*a.cfg.HA.TTL.Duration + 10*time.Second}
+	apiCtx, stopAPI := context.WithCancel(context.WithoutCancel(ctx))
+	apiDone := make(chan error, 1)
+	go func() { apiDone <- a.api.ListenAndServe(apiCtx, a.cfg.API.Listen, nil) }()
+	defer func() {
+		stopAPI()
+		<-apiDone
+	}()
+
+	go func() {
+		<-ctx.Done()
+		a.Shutdown(a.keepRunning.Load())
+	}()
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	var leaderEvents <-chan dcs.LeaderEvent
+
+	for {
+		start := time.Now()
+		dec, done := a.pass(context.Background())
+		a.api.ObserveLoop(time.Since(start))
+		if done {
+			return nil
+		}
+		if leaderEvents == nil && a.lastState != nil {
+			leaderEvents = a.dcs.WatchLeader(watchCtx, a.lastState.Revision+1)
+		}
+		wait := a.loopWait()
+		if dec.WakeAt > 0 {
+			if d := dec.WakeAt - a.now(); d < wait {
+				wait = max(d, 0)
+			}
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-timer.C:
+		case <-a.wake:
+		case ev, ok := <-leaderEvents:
+			if !ok {
+				leaderEvents = nil
+			} else if ev.Deleted {
+				a.log.Info("leader key gone: deciding now", "former", ev.Name)
+			}
+		}
+		timer.Stop()
+	}
+}
+
+// pass gathers the view, decides and acts once. done reports that a
+// requested shutdown is complete.
+func (a *Agent) pass(ctx context.Context) (ha.Decision, bool) {
+	a.actMu.Lock()
+	defer a.actMu.Unlock()
+	v := a.observe(ctx)
+	if a.shuttingDown.Load() && a.keepRunning.Load() {
+		a.log.Info("exiting, leaving postgres and the leader key to the next agent")
+		return ha.Decision{}, true
+	}
+	dec := ha.Decide(v)
+	if len(dec.Actions) > 0 {
+		a.log.Info("decision", "decision", dec.String())
+	} else {
+		a.log.Debug("decision", "decision", dec.String())
+	}
+	for _, act := range dec.Actions {
+		if err := a.do(ctx, v, act); err != nil {
+			a.log.Warn("action failed", "action", act.String(), "err", err)
+			break
+		}
+	}
+	a.afterPass(ctx, v)
+	if v.Self.ShuttingDown && a.leaderLease == nil {
+		if up, err := a.pg.Running(); err == nil && !up {
+			return dec, true
+		}
+	}
+	return dec, false
+}
+
+// errStop ends a Decision's remaining actions.
+var errStop = errors.New("stop")
+
+func wrapf(err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf(format+": %w", append(args, err)...)
+}

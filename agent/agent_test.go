@@ -1,0 +1,354 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgherd/pgherd/agent/api"
+	"github.com/pgherd/pgherd/agent/dcs/etcdtest"
+	"github.com/pgherd/pgherd/agent/pg"
+)
+
+const testBinDir = "/usr/lib/postgresql/15/bin"
+
+// member is one agent of the test cluster, with its own loopback address.
+type member struct {
+	cfg    *Config
+	agent  *Agent
+	cancel context.CancelFunc
+	done   chan error
+}
+
+type testCluster struct {
+	t       *testing.T
+	base    string
+	members map[string]*member
+	names   []string
+}
+
+func freePortOn(t *testing.T, addr string) int {
+	t.Helper()
+	l, err := net.Listen("tcp", addr+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// newTestCluster prepares n members (not started) against a real etcd.
+func newTestCluster(t *testing.T, n int, mod func(*Config)) *testCluster {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(testBinDir, "postgres")); err != nil {
+		t.Skipf("PostgreSQL 15 is not installed at %s: %v", testBinDir, err)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("the agent tests run PostgreSQL as the postgres user and need root")
+	}
+	etcd := etcdtest.Start(t, 1)
+	base, err := os.MkdirTemp("", "pgherd-agent-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(base, 0o755)
+	t.Cleanup(func() { os.RemoveAll(base) })
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	c := &testCluster{t: t, base: base, members: map[string]*member{}}
+	for i := 1; i <= n; i++ {
+		name := fmt.Sprintf("node%d", i)
+		addr := fmt.Sprintf("127.0.0.%d", 10+i)
+		dir := filepath.Join(base, name)
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(dir, uid, gid); err != nil {
+			t.Fatal(err)
+		}
+		cfg := &Config{Cluster: "test", Name: name, Address: addr}
+		cfg.Postgres.BinDir = testBinDir
+		cfg.Postgres.DataDir = filepath.Join(dir, "data")
+		cfg.Postgres.Port = freePortOn(t, addr)
+		cfg.Postgres.SocketDir = dir
+		cfg.Postgres.Listen = addr
+		cfg.Postgres.OSUser = "postgres"
+		cfg.Postgres.Superuser = Credentials{User: "postgres", Password: "su-secret"}
+		cfg.Postgres.Replication = Credentials{User: "replicator", Password: "repl-secret"}
+		// The test runs as root, so local peer authentication cannot work.
+		cfg.Postgres.HBA = "local all all trust\nhost replication replicator 127.0.0.0/8 scram-sha-256\nhost all all 127.0.0.0/8 scram-sha-256\n"
+		cfg.Postgres.Parameters = map[string]string{"shared_buffers": "16MB", "max_connections": "30"}
+		cfg.Etcd.Endpoints = etcd.Endpoints()
+		cfg.API.Listen = fmt.Sprintf("%s:%d", addr, freePortOn(t, addr))
+		cfg.API.Token = "api-token"
+		cfg.HA.TTL.Duration = 3 * time.Second
+		cfg.HA.LoopWait.Duration = time.Second
+		cfg.HA.MaximumLagOnFailover = 16 << 20
+		cfg.HA.SynchronousMode = "off"
+		if mod != nil {
+			mod(cfg)
+		}
+		if err := cfg.check(); err != nil {
+			t.Fatal(err)
+		}
+		c.members[name] = &member{cfg: cfg}
+		c.names = append(c.names, name)
+	}
+	t.Cleanup(func() {
+		for _, name := range c.names {
+			c.stop(name, true)
+			in := &pg.Instance{BinDir: testBinDir, DataDir: c.members[name].cfg.Postgres.DataDir, User: "postgres"}
+			_ = in.Stop(context.Background(), pg.Immediate)
+		}
+	})
+	return c
+}
+
+// start runs the named member's agent in this process.
+func (c *testCluster) start(name string) {
+	m := c.members[name]
+	log := slog.New(slog.NewTextHandler(c.t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})).With("member", name)
+	m.agent = New(m.cfg, log, "test")
+	ctx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	m.done = make(chan error, 1)
+	go func() { m.done <- m.agent.Run(ctx) }()
+}
+
+// stop ends the named member's agent: cleanly (a handover) or, with
+// crash, as if its host froze: the agent exits and leaves PostgreSQL and
+// the leader key behind.
+func (c *testCluster) stop(name string, crash bool) {
+	m := c.members[name]
+	if m.agent == nil {
+		return
+	}
+	if crash {
+		m.agent.Shutdown(true)
+	} else {
+		m.cancel()
+	}
+	select {
+	case err := <-m.done:
+		if err != nil {
+			c.t.Logf("%s: agent ended: %v", name, err)
+		}
+	case <-time.After(60 * time.Second):
+		c.t.Fatalf("%s: agent did not stop", name)
+	}
+	m.cancel()
+	m.agent = nil
+}
+
+// kill loses a member's host: the agent is gone and PostgreSQL stops at
+// once, without handing anything over.
+func (c *testCluster) kill(name string) {
+	c.stop(name, true)
+	m := c.members[name]
+	in := &pg.Instance{BinDir: testBinDir, DataDir: m.cfg.Postgres.DataDir, User: "postgres"}
+	if err := in.Fence(context.Background()); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// waitRoles waits until the running agents show exactly one leader
+// (a running primary holding the lease) and every other running agent a
+// streaming replica; it returns the leader's name.
+func (c *testCluster) waitRoles(timeout time.Duration) string {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last string
+	for time.Now().Before(deadline) {
+		leader, replicas, running := "", 0, 0
+		var states []string
+		for _, name := range c.names {
+			m := c.members[name]
+			if m.agent == nil {
+				continue
+			}
+			running++
+			s := m.agent.Snapshot()
+			states = append(states, fmt.Sprintf("%s=%s/%s leader=%v streaming=%v", name, s.Role, s.State, s.IsLeader, s.Streaming))
+			switch {
+			case s.Role == api.RolePrimary && s.IsLeader && s.PostgresRunning:
+				if leader != "" {
+					c.t.Fatalf("two leaders: %s and %s", leader, name)
+				}
+				leader = name
+			case s.Role == api.RoleReplica && s.Streaming:
+				replicas++
+			}
+		}
+		last = strings.Join(states, "; ")
+		if leader != "" && replicas == running-1 {
+			return leader
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	c.t.Fatalf("cluster did not settle in %s: %s", timeout, last)
+	return ""
+}
+
+func (c *testCluster) conn(name string) *pgx.Conn {
+	c.t.Helper()
+	m := c.members[name]
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=postgres password=su-secret dbname=postgres sslmode=disable",
+		m.cfg.Address, m.cfg.Postgres.Port))
+	if err != nil {
+		c.t.Fatalf("connect to %s: %v", name, err)
+	}
+	c.t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+func (c *testCluster) exec(name, sql string) {
+	c.t.Helper()
+	if _, err := c.conn(name).Exec(context.Background(), sql); err != nil {
+		c.t.Fatalf("%s: %s: %v", name, sql, err)
+	}
+}
+
+func (c *testCluster) count(name string) int {
+	c.t.Helper()
+	var n int
+	if err := c.conn(name).QueryRow(context.Background(), "SELECT count(*) FROM t").Scan(&n); err != nil {
+		c.t.Fatalf("%s: count: %v", name, err)
+	}
+	return n
+}
+
+// waitCount waits until the member has replayed n rows of t.
+func (c *testCluster) waitCount(name string, n int) {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	conn := c.conn(name)
+	var have int
+	var err error
+	for time.Now().Before(deadline) {
+		// The table itself may not have been replayed yet.
+		err = conn.QueryRow(context.Background(), "SELECT count(*) FROM t").Scan(&have)
+		if err == nil && have == n {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.t.Fatalf("%s: has %d rows (%v), want %d", name, have, err, n)
+}
+
+func (c *testCluster) post(name, path, body string) (int, string) {
+	c.t.Helper()
+	m := c.members[name]
+	req, _ := http.NewRequest(http.MethodPost, "http://"+m.cfg.API.Listen+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+m.cfg.API.Token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Timeout: 90 * time.Second}).Do(req)
+	if err != nil {
+		c.t.Fatalf("POST %s to %s: %v", path, name, err)
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	buf := make([]byte, 4096)
+	for {
+		n, err := resp.Body.Read(buf)
+		b.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	return resp.StatusCode, b.String()
+}
+
+func (c *testCluster) others(name string) []string {
+	var o []string
+	for _, n := range c.names {
+		if n != name && c.members[n].agent != nil {
+			o = append(o, n)
+		}
+	}
+	return o
+}
+
+// TestAgentLifecycle runs three agents against real PostgreSQL and etcd:
+// bootstrap, replication, failover after the primary's loss, rejoin of the
+// old primary with pg_rewind, switchover through the API, and a clean
+// shutdown that hands over at once.
+func TestAgentLifecycle(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	for _, n := range c.names {
+		c.start(n)
+	}
+	leader := c.waitRoles(90 * time.Second)
+	t.Logf("bootstrapped: leader %s", leader)
+	c.exec(leader, "CREATE TABLE t (id int primary key)")
+	c.exec(leader, "INSERT INTO t SELECT generate_series(1, 100)")
+	for _, r := range c.others(leader) {
+		c.waitCount(r, 100)
+	}
+
+	t.Run("failover after the primary's loss", func(t *testing.T) {
+		old := leader
+		// The old primary takes a write that no replica will see: after
+		// the failover it has diverged and must rewind to rejoin.
+		c.exec(old, "SELECT pg_switch_wal()")
+		c.kill(old)
+		start := time.Now()
+		leader = c.waitRoles(60 * time.Second)
+		if leader == old {
+			t.Fatalf("the lost primary is still leader")
+		}
+		t.Logf("failover to %s after %s", leader, time.Since(start).Round(100*time.Millisecond))
+		if n := c.count(leader); n != 100 {
+			t.Fatalf("new primary has %d rows, want 100", n)
+		}
+		c.exec(leader, "INSERT INTO t SELECT generate_series(101, 200)")
+
+		c.start(old)
+		if got := c.waitRoles(90 * time.Second); got != leader {
+			t.Fatalf("leader changed to %s when the old primary came back", got)
+		}
+		c.waitCount(old, 200)
+	})
+
+	t.Run("switchover through the API", func(t *testing.T) {
+		target := c.others(leader)[0]
+		code, body := c.post(leader, "/switchover", fmt.Sprintf(`{"leader": %q, "candidate": %q}`, leader, target))
+		if code != http.StatusOK {
+			t.Fatalf("switchover: %d %s", code, body)
+		}
+		if got := c.waitRoles(60 * time.Second); got != target {
+			t.Fatalf("leader is %s after a switchover to %s", got, target)
+		}
+		old := leader
+		leader = target
+		c.exec(leader, "INSERT INTO t SELECT generate_series(201, 300)")
+		c.waitCount(old, 300)
+	})
+
+	t.Run("clean shutdown hands over at once", func(t *testing.T) {
+		old := leader
+		start := time.Now()
+		c.stop(old, false)
+		leader = c.waitRoles(30 * time.Second)
+		t.Logf("handover to %s after %s", leader, time.Since(start).Round(100*time.Millisecond))
+		if n := c.count(leader); n != 300 {
+			t.Fatalf("new primary has %d rows, want 300", n)
+		}
+	})
+}

@@ -1,0 +1,139 @@
+// Package agent is `pgherd agent`: on each database host it keeps exactly
+// one writable primary in the cluster (the role Patroni plays), gluing the
+// pure decision (agent/ha), etcd (agent/dcs), the local PostgreSQL
+// (agent/pg) and the REST API (agent/api).
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+)
+
+// ConfigPath is where pgherd apply writes the agent's configuration.
+const ConfigPath = "/etc/pgherd/agent.json"
+
+// Duration is a time.Duration written as "10s" in JSON.
+type Duration struct{ time.Duration }
+
+// MarshalJSON writes the duration as a Go duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// UnmarshalJSON reads a Go duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration: %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// Credentials are a PostgreSQL role's name and password.
+type Credentials struct {
+	User     string `json:"user"`
+	Password string `json:"password"`
+}
+
+// Config is the agent's configuration file, written by pgherd apply (mode
+// 0600, owned by postgres).
+type Config struct {
+	Cluster string `json:"cluster"`
+	Name    string `json:"name"`
+	// Address is this host's address as the other members reach it, for
+	// replication and the API.
+	Address string `json:"address"`
+
+	Postgres struct {
+		BinDir     string            `json:"bin_dir"`
+		DataDir    string            `json:"data_dir"`
+		Port       int               `json:"port"`
+		SocketDir  string            `json:"socket_dir"`
+		Listen     string            `json:"listen"`
+		Parameters map[string]string `json:"parameters,omitempty"`
+		// HBA is the content of pg_hba.conf, rendered by pgherd.
+		HBA         string      `json:"hba"`
+		Superuser   Credentials `json:"superuser"`
+		Replication Credentials `json:"replication"`
+		// OSUser is the user PostgreSQL runs as when the agent runs as
+		// root (tests); the agent normally runs as postgres itself.
+		OSUser string `json:"os_user,omitempty"`
+	} `json:"postgres"`
+
+	Etcd struct {
+		Endpoints []string `json:"endpoints"`
+	} `json:"etcd"`
+
+	API struct {
+		Listen string `json:"listen"` // ":8008"
+		Token  string `json:"token,omitempty"`
+	} `json:"api"`
+
+	HA struct {
+		TTL                  Duration `json:"ttl"`
+		LoopWait             Duration `json:"loop_wait"`
+		RetryTimeout         Duration `json:"retry_timeout"`
+		MaximumLagOnFailover int64    `json:"maximum_lag_on_failover"`
+		SynchronousMode      string   `json:"synchronous_mode"`
+		SynchronousNodeCount int      `json:"synchronous_node_count"`
+		SynchronousQuorum    bool     `json:"synchronous_quorum"`
+		Priority             int      `json:"priority"`
+		NoFailover           bool     `json:"nofailover"`
+		NoSync               bool     `json:"nosync"`
+	} `json:"ha"`
+}
+
+// LoadConfig reads and checks the configuration file at path.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("agent config: %w", err)
+	}
+	var c Config
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("agent config %s: %w", path, err)
+	}
+	if err := c.check(); err != nil {
+		return nil, fmt.Errorf("agent config %s: %w", path, err)
+	}
+	return &c, nil
+}
+
+func (c *Config) check() error {
+	var errs []error
+	need := func(ok bool, what string) {
+		if !ok {
+			errs = append(errs, errors.New(what))
+		}
+	}
+	need(c.Cluster != "", "cluster is required")
+	need(c.Name != "", "name is required")
+	need(c.Address != "", "address is required")
+	need(c.Postgres.BinDir != "", "postgres.bin_dir is required")
+	need(c.Postgres.DataDir != "", "postgres.data_dir is required")
+	need(c.Postgres.Port > 0, "postgres.port is required")
+	need(len(c.Etcd.Endpoints) > 0, "etcd.endpoints is required")
+	need(c.Postgres.Superuser.User != "", "postgres.superuser.user is required")
+	need(c.Postgres.Replication.User != "" && c.Postgres.Replication.Password != "", "postgres.replication user and password are required")
+	need(c.HA.TTL.Duration >= 2*time.Second, "ha.ttl must be at least 2s")
+	need(c.HA.LoopWait.Duration > 0 && c.HA.LoopWait.Duration*2 <= c.HA.TTL.Duration, "ha.loop_wait must be positive and at most half of ttl")
+	if c.Postgres.SocketDir == "" {
+		c.Postgres.SocketDir = "/var/run/postgresql"
+	}
+	if c.Postgres.Listen == "" {
+		c.Postgres.Listen = "*"
+	}
+	if c.API.Listen == "" {
+		c.API.Listen = ":8008"
+	}
+	if c.HA.RetryTimeout.Duration == 0 {
+		c.HA.RetryTimeout.Duration = c.HA.TTL.Duration / 2
+	}
+	return errors.Join(errs...)
+}
