@@ -75,6 +75,10 @@ type Config struct {
 		Token  string `json:"token,omitempty"`
 	} `json:"api"`
 
+	// Backup configures archiving and base backups (see backupconfig.go);
+	// nil when the spec has no backup block.
+	Backup *BackupConfig `json:"backup,omitempty"`
+
 	HA struct {
 		TTL                  Duration `json:"ttl"`
 		LoopWait             Duration `json:"loop_wait"`
