@@ -23,8 +23,10 @@ type Package struct {
 	Absent bool `json:"absent,omitempty"`
 }
 
-// Packages is every package of one host, as one resource, so that a single
-// apt-get run installs them all. Its address is "packages".
+// Packages is a set of packages of one host, as one resource, so that a
+// single apt-get run installs them all. Its address is "packages", or
+// "packages.<Name>" for a named set (the packages a component brings, whose
+// place in the apply order matters: etcd's after its default file).
 //
 // The probe reads dpkg's database only (dpkg-query; holds are the "h"
 // selection state that apt-mark hold sets) and whether apt's package lists
@@ -33,11 +35,17 @@ type Package struct {
 // the wrong version (retried once after apt-get update when apt does not know
 // a package or version); apt-mark hold.
 type Packages struct {
+	Name     string    `json:"name,omitempty"`
 	Packages []Package `json:"packages"`
 }
 
 // Address implements Resource.
-func (p Packages) Address() string { return "packages" }
+func (p Packages) Address() string {
+	if p.Name == "" {
+		return "packages"
+	}
+	return "packages." + p.Name
+}
 
 // Probe implements Resource. It prints one line per known package,
 // "name<TAB>version<TAB>status" (status is dpkg's three-letter abbreviation,

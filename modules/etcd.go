@@ -267,7 +267,7 @@ func EtcdResources(cfg EtcdConfig) ([]Resource, error) {
 		NotifyList: []string{"service.etcd"}}
 	return []Resource{
 		file,
-		Packages{Packages: []Package{{Name: "etcd-server"}, {Name: "etcd-client"}}},
+		Packages{Name: "etcd", Packages: []Package{{Name: "etcd-server"}, {Name: "etcd-client"}}},
 		Directory{Path: c.DataDir, Owner: "etcd", Group: "etcd", Mode: "0700"},
 		Service{Name: "etcd", Enabled: new(true), State: Running, Watch: []string{file.Address()}},
 	}, nil

@@ -155,7 +155,7 @@ func TestEtcdResourcesOrder(t *testing.T) {
 		addrs = append(addrs, r.Address())
 	}
 	// The file must come before the package: Debian starts etcd on install.
-	want := "file./etc/default/etcd packages directory./var/lib/etcd/pgherd service.etcd"
+	want := "file./etc/default/etcd packages.etcd directory./var/lib/etcd/pgherd service.etcd"
 	if got := strings.Join(addrs, " "); got != want {
 		t.Errorf("order = %q, want %q", got, want)
 	}

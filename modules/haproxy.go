@@ -245,7 +245,7 @@ func HAProxyResources(cfg HAProxyConfig) ([]Resource, error) {
 		Validate:   "haproxy -c -f %s",
 		NotifyList: []string{"service.haproxy"},
 	}
-	rs := []Resource{Packages{Packages: []Package{{Name: "haproxy"}}}}
+	rs := []Resource{Packages{Name: "haproxy", Packages: []Package{{Name: "haproxy"}}}}
 	if b := cfg.withDefaults().Bind; b != "*" {
 		key := "net.ipv4.ip_nonlocal_bind"
 		if strings.Contains(b, ":") {

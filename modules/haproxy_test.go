@@ -114,7 +114,7 @@ func TestHAProxyResources(t *testing.T) {
 	for _, r := range rs {
 		addrs = append(addrs, r.Address())
 	}
-	want := "packages sysctl.net.ipv4.ip_nonlocal_bind file./etc/haproxy/haproxy.cfg service.haproxy"
+	want := "packages.haproxy sysctl.net.ipv4.ip_nonlocal_bind file./etc/haproxy/haproxy.cfg service.haproxy"
 	if got := strings.Join(addrs, " "); got != want {
 		t.Errorf("addresses = %q, want %q", got, want)
 	}

@@ -193,7 +193,7 @@ func KeepalivedResources(cfg KeepalivedConfig) ([]Resource, error) {
 		file.Sensitive = true
 	}
 	return []Resource{
-		Packages{Packages: []Package{{Name: "keepalived"}}},
+		Packages{Name: "keepalived", Packages: []Package{{Name: "keepalived"}}},
 		file,
 		Service{Name: "keepalived", Enabled: new(true), State: Running, Reload: true, Watch: []string{file.Address()}},
 	}, nil

@@ -63,7 +63,7 @@ func PostgresHostResources(cfg PostgresHost) []Resource {
 			"# The pgherd agent creates and runs the data directory: postgresql-common must create no cluster.\n" +
 			"create_main_cluster = false\n"},
 		UnitMask{Name: "postgresql@" + major + "-main.service"},
-		Packages{Packages: []Package{
+		Packages{Name: "postgres", Packages: []Package{
 			{Name: "postgresql-" + major, Version: cfg.Version, Hold: cfg.Hold},
 			{Name: "postgresql-client-" + major, Version: cfg.Version, Hold: cfg.Hold},
 		}},
