@@ -44,6 +44,9 @@ type Agent struct {
 	// its own key over within the ttl).
 	keepRunning atomic.Bool
 	wake        chan struct{}
+	// reloaded holds a configuration read on SIGHUP, for the loop to
+	// take up at its next pass.
+	reloaded atomic.Pointer[Config]
 
 	// actMu serializes the loop's actions with the API's restart/reload.
 	actMu sync.Mutex
@@ -85,6 +88,52 @@ func (a *Agent) Shutdown(keepPostgres bool) {
 	a.keepRunning.Store(keepPostgres)
 	a.shuttingDown.Store(true)
 	a.poke()
+}
+
+// Reload hands the loop a new configuration (SIGHUP): the HA settings,
+// PostgreSQL parameters and pg_hba.conf take effect at the next pass
+// without a restart. The identity (cluster, name, data directory, ports,
+// etcd endpoints) cannot change this way: a new value there is logged and
+// ignored until the agent restarts.
+func (a *Agent) Reload(cfg *Config) {
+	a.reloaded.Store(cfg)
+	a.poke()
+}
+
+// takeReload applies a configuration handed over by Reload.
+func (a *Agent) takeReload(ctx context.Context) {
+	cfg := a.reloaded.Swap(nil)
+	if cfg == nil {
+		return
+	}
+	if cfg.Cluster != a.cfg.Cluster || cfg.Name != a.cfg.Name || cfg.Postgres.DataDir != a.cfg.Postgres.DataDir ||
+		cfg.Postgres.Port != a.cfg.Postgres.Port {
+		a.log.Warn("reload: the cluster, name, data directory and port only change with a restart of the agent")
+	}
+	a.cfg.HA = cfg.HA
+	a.cfg.API.Token = cfg.API.Token
+	a.cfg.Postgres.Parameters = cfg.Postgres.Parameters
+	a.cfg.Postgres.HBA = cfg.Postgres.HBA
+	a.cfg.Postgres.Superuser = cfg.Postgres.Superuser
+	a.cfg.Postgres.Replication = cfg.Postgres.Replication
+	a.cfg.Backup = cfg.Backup
+	if ok, _ := a.pg.Initialized(); !ok {
+		return
+	}
+	params := map[string]string{}
+	for k, v := range requiredParameters {
+		params[k] = v
+	}
+	for k, v := range a.cfg.Postgres.Parameters {
+		params[k] = v
+	}
+	if err := a.pg.SetParameters(ctx, params); err != nil {
+		a.log.Warn("reload: applying parameters", "err", err)
+	}
+	if err := a.writeHBA(); err != nil {
+		a.log.Warn("reload: writing pg_hba.conf", "err", err)
+	}
+	a.log.Info("configuration reloaded")
 }
 
 func (a *Agent) poke() {
@@ -160,6 +209,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer cli.Close()
 	a.dcs = cli
+	// The configuration may have changed while the agent was down: the
+	// first pass applies it as a reload would.
+	a.reloaded.CompareAndSwap(nil, a.cfg)
 
 	a.api = &api.Server{Source: a, Control: &controller{a: a}, Token: a.cfg.API.Token, Log: a.log.With("component", "api"),
 		MaxLoopAge: 3*a.cfg.HA.TTL.Duration + 10*time.Second}
@@ -215,6 +267,7 @@ func (a *Agent) Run(ctx context.Context) error {
 func (a *Agent) pass(ctx context.Context) (ha.Decision, bool) {
 	a.actMu.Lock()
 	defer a.actMu.Unlock()
+	a.takeReload(ctx)
 	v := a.observe(ctx)
 	if a.shuttingDown.Load() && a.keepRunning.Load() {
 		a.log.Info("exiting, leaving postgres and the leader key to the next agent")

@@ -59,9 +59,12 @@ type app struct {
 // -no-color or NO_COLOR.
 func (a *app) color(w io.Writer) bool { return !a.noColor && isTerminal(w) }
 
-func (a *app) logger() *slog.Logger {
+func (a *app) logger() *slog.Logger { return a.loggerAt(a.logLevel) }
+
+// loggerAt logs to stderr from the given level up.
+func (a *app) loggerAt(level string) *slog.Logger {
 	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(a.logLevel)); err != nil {
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
 		lvl = slog.LevelWarn
 	}
 	return slog.New(slog.NewTextHandler(a.env.Stderr, &slog.HandlerOptions{Level: lvl}))
@@ -112,6 +115,8 @@ each host, apply carries it out.`,
 		a.planCommand(),
 		a.applyCommand(),
 		a.labCommand(),
+		a.agentCommand(),
+		a.walPushCommand(), a.walFetchCommand(), a.backupCommand(), a.restoreCommand(),
 	)
 	return root
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pgherd/pgherd/executors"
+	"github.com/pgherd/pgherd/modules"
 	"github.com/pgherd/pgherd/planner"
 	"github.com/pgherd/pgherd/planner/compile"
 	"github.com/pgherd/pgherd/planner/engine"
@@ -46,7 +47,13 @@ func (a *app) newSession(paths []string, f *runFlags) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	prog, err := compile.Compile(m, f.limit)
+	opts := compile.Options{Limit: f.limit}
+	if m.Cluster != nil {
+		if opts.AgentBinary, err = modules.NewAgentBinary(); err != nil {
+			return nil, err
+		}
+	}
+	prog, err := compile.Compile(m, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -232,6 +232,12 @@ func (f File) Diff(fact Fact) (planner.Change, []Step, error) {
 	if ff.typ == "symlink" {
 		steps = append(steps, rm)
 	}
+	if ch.Action == planner.Create {
+		// Like the parent directories of a Terraform local_file: made
+		// when missing (root, 0755); a Directory resource sets others.
+		steps = append(steps, Step{Desc: "create " + filepath.Dir(f.Path) + " if missing",
+			Cmd: executors.Join("mkdir", "-p", "--", filepath.Dir(f.Path))})
+	}
 	path, a := f.Path, attrs
 	desc := fmt.Sprintf("write %s (%d bytes, %s:%s, mode %s)", path, len(want), orDefault(a.Owner, "root"), orDefault(a.Group, "root"), fmtMode(uint32(a.Mode)))
 	if f.Validate != "" {

@@ -58,6 +58,7 @@ func (l *loader) decodeCluster(blocks []*blockIn) {
 	l.checkSyncCandidates(c)
 	c.HAProxy = l.decodeHAProxy(d, c.Postgres.Hosts, ports)
 	c.Keepalived = l.decodeKeepalived(d, c.HAProxy)
+	c.Backup = l.decodeBackup(d, c)
 	l.checkPorts(ports)
 	l.m.Cluster = c
 }

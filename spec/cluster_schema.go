@@ -158,5 +158,6 @@ var clusterSchema = Block{
 				passwordAttr("password", "The VRRP password, at most 8 characters (the limit of VRRP's PASS authentication); none when unset.", false),
 			},
 		},
+		backupSchema,
 	},
 }

@@ -179,6 +179,7 @@ type Cluster struct {
 	Members    []Member
 	HAProxy    *HAProxy    // nil when not wanted
 	Keepalived *Keepalived // nil when not wanted
+	Backup     *Backup     // nil when not wanted
 	Range      hcl.Range
 }
 
@@ -307,4 +308,78 @@ type Keepalived struct {
 	RouterID  int
 	Password  string // "" for none
 	Range     hcl.Range
+}
+
+// Backup is the cluster's backups: WAL archiving and scheduled base
+// backups by the pgherd agent into a repository.
+type Backup struct {
+	// Repositories holds one repository (a list, for more later).
+	Repositories         []BackupRepository
+	CompressionLevel     int
+	EncryptionPassphrase string // "" for an unencrypted repository
+	Parallel             int
+	Schedule             BackupSchedule
+	Retention            BackupRetention
+	From                 BackupFrom
+	// CreateReplicaFromBackup makes new replicas restore the latest
+	// backup instead of copying the primary.
+	CreateReplicaFromBackup bool
+	Range                   hcl.Range
+}
+
+// BackupFrom is where base backups are taken.
+type BackupFrom string
+
+// Where base backups are taken.
+const (
+	BackupFromStandby BackupFrom = "standby"
+	BackupFromPrimary BackupFrom = "primary"
+)
+
+// Repository types.
+const (
+	RepoPath = "path"
+	RepoSFTP = "sftp"
+	RepoS3   = "s3"
+)
+
+// BackupRepository is where backups and archived WAL are stored. The
+// fields that do not belong to its Type are empty.
+type BackupRepository struct {
+	Type string // RepoPath, RepoSFTP or RepoS3
+	// Path is the directory of a path repository.
+	Path string
+	// SFTP: the server, its user, the key and known_hosts files on the
+	// PostgreSQL hosts, and the repository's directory on the server.
+	Host       string
+	Port       int
+	User       string
+	KeyFile    string
+	KnownHosts string
+	Root       string
+	// S3: the endpoint URL, region, bucket, key prefix and credentials.
+	Endpoint  string
+	Region    string
+	Bucket    string
+	Prefix    string
+	AccessKey string
+	SecretKey string
+	Range     hcl.Range
+}
+
+// BackupSchedule says when base backups run, as systemd OnCalendar
+// expressions.
+type BackupSchedule struct {
+	Full        string
+	Incremental string // "" for none
+	Range       hcl.Range
+}
+
+// BackupRetention says which backups are kept.
+type BackupRetention struct {
+	// Full is how many full backups are kept, with their incrementals.
+	Full int
+	// Age also keeps every full backup younger than this (0 for none).
+	Age   time.Duration
+	Range hcl.Range
 }

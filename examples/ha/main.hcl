@@ -43,6 +43,13 @@ variable "vrrp_password" {
   description = "keepalived's VRRP password (at most 8 characters)."
 }
 
+variable "backup_passphrase" {
+  type        = string
+  sensitive   = true
+  default     = "lab-backup-passphrase"
+  description = "Passphrase of the backup repository's encryption key."
+}
+
 cluster "lab" {
   postgres {
     version              = 15
@@ -100,5 +107,28 @@ cluster "lab" {
     interface = "eth0"
     router_id = 51
     password  = var.vrrp_password
+  }
+
+  # WAL archiving and base backups (taken from a standby) into a directory
+  # of each PostgreSQL host; mount shared storage (NFS) there, or use an
+  # sftp or s3 repository, to survive the loss of a host.
+  backup {
+    compression_level     = 3
+    encryption_passphrase = var.backup_passphrase
+
+    repository {
+      type = "path"
+      path = "/var/lib/pgherd/backup"
+    }
+
+    schedule {
+      full        = "Sun *-*-* 01:00:00"
+      incremental = "Mon..Sat *-*-* 01:00:00"
+    }
+
+    retention {
+      full = 2
+      age  = "336h"
+    }
   }
 }

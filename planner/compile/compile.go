@@ -12,9 +12,20 @@ import (
 	"github.com/pgherd/pgherd/spec"
 )
 
-// Compile builds the program for the hosts of m; limit, when not empty,
-// keeps only the named hosts.
-func Compile(m *spec.Model, limit []string) (*engine.Program, error) {
+// Options are the choices of one compilation.
+type Options struct {
+	// Limit, when not empty, keeps only the named hosts.
+	Limit []string
+	// AgentBinary is the pgherd binary installed on database hosts
+	// (modules.NewAgentBinary for the running one); needed only when the
+	// spec has a cluster.
+	AgentBinary modules.AgentBinary
+}
+
+// Compile builds the program for the hosts of m: first the generic
+// resources of every host, then the phases of the HA cluster, if any.
+func Compile(m *spec.Model, opts Options) (*engine.Program, error) {
+	limit := opts.Limit
 	for _, name := range limit {
 		if !slices.ContainsFunc(m.Hosts, func(h spec.Host) bool { return h.Name == name }) {
 			return nil, fmt.Errorf("-limit names host %q, which the spec does not declare", name)
@@ -30,6 +41,14 @@ func Compile(m *spec.Model, limit []string) (*engine.Program, error) {
 		phase.Hosts = append(phase.Hosts, engine.HostResources{Host: h.Name, Resources: hostResources(m, h)})
 	}
 	prog.Phases = append(prog.Phases, phase)
+	if m.Cluster != nil {
+		keep := func(name string) bool { return len(limit) == 0 || slices.Contains(limit, name) }
+		phases, err := clusterPhases(m, m.Cluster, keep, opts.AgentBinary)
+		if err != nil {
+			return nil, err
+		}
+		prog.Phases = append(prog.Phases, phases...)
+	}
 	return prog, nil
 }
 

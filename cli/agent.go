@@ -1,0 +1,97 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pgherd/pgherd/agent"
+)
+
+func (a *app) agentCommand() *cobra.Command {
+	var configPath string
+	c := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the HA agent on a database host (pgherd apply installs it as pgherd-agent.service)",
+		Long: `agent keeps exactly one writable primary in the cluster: it owns the local
+PostgreSQL (start, stop, promote, follow, rewind), holds or watches the
+leader lease in etcd, and serves the REST API (Patroni-compatible paths, see
+docs/api.md). pgherd apply installs it as the systemd unit pgherd-agent.
+
+Signals: SIGTERM or SIGINT stop it cleanly (a primary stops PostgreSQL and
+hands the leader key over at once); SIGHUP re-reads the configuration
+(HA settings, PostgreSQL parameters, pg_hba.conf) without a restart; SIGUSR2
+makes it exit leaving PostgreSQL and its leader key alone, for an in-place
+upgrade of the agent (the next agent takes the key over within the ttl).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := agent.LoadConfig(configPath)
+			if err != nil {
+				return err
+			}
+			log := a.logger()
+			if a.logLevel == "warn" && a.env.Getenv("PGHERD_LOG") == "" {
+				log = a.loggerAt("info")
+			}
+			ag := agent.New(cfg, log.With("member", cfg.Name), version)
+			sigs := make(chan os.Signal, 4)
+			signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR2)
+			defer signal.Stop(sigs)
+			ctx, cancel := context.WithCancel(cmd.Context())
+			defer cancel()
+			go func() {
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case s := <-sigs:
+						switch s {
+						case syscall.SIGHUP:
+							if cfg, err := agent.LoadConfig(configPath); err != nil {
+								log.Error("reload refused: the configuration does not load", "err", err)
+							} else {
+								ag.Reload(cfg)
+							}
+						case syscall.SIGUSR2:
+							ag.Shutdown(true)
+						}
+					}
+				}
+			}()
+			return ag.Run(ctx)
+		},
+	}
+	c.Flags().StringVar(&configPath, "config", agent.ConfigPath, "the agent's configuration file")
+
+	var api string
+	status := &cobra.Command{
+		Use:   "status",
+		Short: "Print the cluster as the local agent sees it (its /cluster document)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), 3*time.Second)
+			defer cancel()
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+api+"/cluster", nil)
+			if err != nil {
+				return err
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return fmt.Errorf("the agent at %s does not answer: %w", api, err)
+			}
+			defer resp.Body.Close()
+			_, err = io.Copy(a.env.Stdout, resp.Body)
+			return err
+		},
+	}
+	status.Flags().StringVar(&api, "api", "127.0.0.1:8008", "the agent's API address")
+	c.AddCommand(status)
+	return c
+}

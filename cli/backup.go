@@ -1,0 +1,779 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/url"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/spf13/cobra"
+
+	"github.com/pgherd/pgherd/agent"
+	"github.com/pgherd/pgherd/agent/backup"
+	"github.com/pgherd/pgherd/agent/dcs"
+)
+
+// Exit codes of the backup commands, beside exitOK and exitError1.
+const (
+	// exitWALMissing: wal-fetch found no such file in the archive, which
+	// PostgreSQL takes as the end of the archive.
+	exitWALMissing = 1
+	// exitWALError: wal-fetch failed otherwise; PostgreSQL retries.
+	exitWALError = 2
+	// exitSkipped: backup did nothing because this host is not where
+	// backups are taken from (a primary with --from standby, a standby
+	// with --from primary).
+	exitSkipped = 3
+)
+
+// configFlag registers --config on c.
+func configFlag(c *cobra.Command, path *string) {
+	c.Flags().StringVar(path, "config", agent.ConfigPath, "the agent's configuration file")
+}
+
+// loadBackupConfig reads the agent configuration and checks its backup
+// section.
+func loadBackupConfig(path string) (*agent.Config, error) {
+	cfg, err := agent.LoadConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.Backup.Check(); err != nil {
+		return nil, fmt.Errorf("agent config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// closeStore closes the repository's connection, if it holds one.
+func closeStore(st *backup.Store) {
+	if c, ok := st.Repository().(io.Closer); ok {
+		c.Close()
+	}
+}
+
+// openStore loads the configuration and opens the repository.
+func (a *app) openStore(ctx context.Context, path string, log *slog.Logger) (*agent.Config, *backup.Store, error) {
+	cfg, err := loadBackupConfig(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := cfg.Backup.Open(ctx, log)
+	if errors.Is(err, backup.ErrNoConfig) {
+		return nil, nil, fmt.Errorf("%w: run pgherd backup init", err)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, st, nil
+}
+
+func (a *app) walPushCommand() *cobra.Command {
+	var config string
+	c := &cobra.Command{
+		Use:   "wal-push [flags] PATH",
+		Short: "Archive one WAL file (PostgreSQL's archive_command)",
+		Long: `wal-push archives the WAL file at PATH (relative to the data directory) into
+the repository of the agent's configuration. It is PostgreSQL's
+archive_command:
+
+  archive_command = 'pgherd wal-push %p'
+
+Pushing a file archived already with the same content succeeds; a different
+file of the same name is refused. With a spool_dir in the configuration, one
+call also pushes the other files PostgreSQL marked ready, in parallel.
+
+Exit codes: 0 archived; 1 not archived (PostgreSQL retries).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			fail := func(err error) error {
+				fmt.Fprintf(a.env.Stderr, "Error: wal-push %s: %v\n", args[0], err)
+				return &exitError{code: exitError1}
+			}
+			cfg, st, err := a.openStore(ctx, config, a.logger())
+			if err != nil {
+				return fail(err)
+			}
+			defer closeStore(st)
+			b := cfg.Backup
+			err = st.WALPush(ctx, args[0], backup.WALPushOptions{Async: b.SpoolDir != "", SpoolDir: filepath.Join(b.SpoolDir, "push"), Parallel: b.Parallel})
+			if err != nil {
+				return fail(err)
+			}
+			return nil
+		},
+	}
+	configFlag(c, &config)
+	return c
+}
+
+func (a *app) walFetchCommand() *cobra.Command {
+	var config string
+	c := &cobra.Command{
+		Use:   "wal-fetch [flags] NAME DEST",
+		Short: "Restore one archived WAL file (PostgreSQL's restore_command)",
+		Long: `wal-fetch restores the archived WAL file NAME to DEST, checking its content
+against its checksum. It is PostgreSQL's restore_command:
+
+  restore_command = 'pgherd wal-fetch %f "%p"'
+
+With a spool_dir in the configuration it prefetches the following segments.
+
+Exit codes: 0 restored; 1 not in the archive (PostgreSQL takes it as the end
+of the archive); 2 any other error (PostgreSQL retries).`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			name := args[0]
+			cfg, st, err := a.openStore(ctx, config, a.logger())
+			if err == nil {
+				defer closeStore(st)
+				b := cfg.Backup
+				opts := backup.WALFetchOptions{Parallel: b.Parallel}
+				if b.SpoolDir != "" {
+					opts.SpoolDir, opts.Prefetch = filepath.Join(b.SpoolDir, "fetch"), b.Prefetch
+				}
+				err = st.WALFetch(ctx, name, args[1], opts)
+			}
+			switch {
+			case err == nil:
+				return nil
+			case errors.Is(err, backup.ErrNotFound):
+				// Not an error for PostgreSQL: the end of the archive, or
+				// a timeline history file that does not exist. Silent
+				// unless asked, since recovery asks for these routinely.
+				a.logger().Info("WAL file not in the archive", "wal", name)
+				return &exitError{code: exitWALMissing}
+			default:
+				fmt.Fprintf(a.env.Stderr, "Error: wal-fetch %s: %v\n", name, err)
+				return &exitError{code: exitWALError}
+			}
+		},
+	}
+	configFlag(c, &config)
+	return c
+}
+
+// backupFlags are the flags of pgherd backup.
+type backupFlags struct {
+	config   string
+	typ      string
+	from     string
+	parallel int
+}
+
+func (a *app) backupCommand() *cobra.Command {
+	var f backupFlags
+	c := &cobra.Command{
+		Use:   "backup [flags]",
+		Short: "Take a base backup of this host's PostgreSQL into the repository",
+		Long: `backup takes a base backup of the PostgreSQL of this host (connecting over its
+unix socket as the superuser of the agent's configuration) into the
+repository: full, or incremental on the latest backup (a full one when the
+repository has none). From a standby, it asks the primary (the leader in
+etcd) to switch WAL so that the backup's last segment gets archived.
+
+--from says where backups are taken (default: the configuration's, itself
+"standby" by default). On a host that is not such a server, backup does
+nothing and exits 3, so that a timer can run it on every host.
+
+Progress goes to stderr: a line updated every second on a terminal, a log
+line every 10 seconds otherwise.
+
+Exit codes: 0 backup taken; 1 error; 3 skipped (not the server --from asks for).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.runBackup(cmd.Context(), &f)
+		},
+	}
+	configFlag(c, &f.config)
+	c.Flags().StringVar(&f.typ, "type", "full", "full or incr")
+	c.Flags().StringVar(&f.from, "from", "", "standby or primary (default: the configuration's)")
+	c.Flags().IntVar(&f.parallel, "parallel", 0, "files copied at once (default: the configuration's)")
+	c.AddCommand(a.backupListCommand(), a.backupVerifyCommand(), a.backupExpireCommand(), a.backupInitCommand())
+	return c
+}
+
+func (a *app) runBackup(ctx context.Context, f *backupFlags) error {
+	typ := backup.BackupType(f.typ)
+	if typ != backup.Full && typ != backup.Incr {
+		return fmt.Errorf("--type must be full or incr, not %q", f.typ)
+	}
+	if f.from != "" && f.from != agent.FromStandby && f.from != agent.FromPrimary {
+		return fmt.Errorf("--from must be standby or primary, not %q", f.from)
+	}
+	cfg, err := loadBackupConfig(f.config)
+	if err != nil {
+		return err
+	}
+	b := cfg.Backup
+	from := b.From
+	if f.from != "" {
+		from = f.from
+	}
+	parallel := b.Parallel
+	if f.parallel > 0 {
+		parallel = f.parallel
+	}
+	log := a.logger()
+	conn := localConnString(cfg)
+	inRecovery, err := isInRecovery(ctx, conn)
+	if err != nil {
+		return err
+	}
+	switch {
+	case from == agent.FromStandby && !inRecovery:
+		fmt.Fprintf(a.env.Stderr, "Skipped: this host's PostgreSQL is the primary, and backups are taken from a standby (--from primary to take one here).\n")
+		return &exitError{code: exitSkipped}
+	case from == agent.FromPrimary && inRecovery:
+		fmt.Fprintf(a.env.Stderr, "Skipped: this host's PostgreSQL is a standby, and backups are taken from the primary (--from standby to take one here).\n")
+		return &exitError{code: exitSkipped}
+	}
+	opts := backup.BackupOptions{DataDir: cfg.Postgres.DataDir, Conn: conn, Type: typ, Parallel: parallel,
+		ArchiveTimeout: b.ArchiveTimeout.Duration}
+	if inRecovery {
+		pc, err := primaryConnString(ctx, cfg, log)
+		if err != nil {
+			log.Warn("cannot find the primary to switch WAL; the backup may wait for the archive", "err", err)
+		}
+		opts.PrimaryConn = pc
+	}
+
+	repo, err := b.NewRepository(ctx)
+	if err != nil {
+		return err
+	}
+	counted := &countingRepo{Repository: repo}
+	defer closeRepo(repo)
+	st, err := backup.Open(ctx, counted, b.StoreOptions(log))
+	if err != nil {
+		return err
+	}
+	p := a.startProgress(ctx, "backup", func() string {
+		n, bytes := counted.put()
+		return fmt.Sprintf("%d files, %s stored", n, humanBytes(bytes))
+	})
+	m, err := st.Backup(ctx, opts)
+	p.stop()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.env.Stdout, "Backup %s (%s) taken: %d files, %s, %s stored, WAL %s to %s.\n",
+		m.ID, m.Type, len(m.Files), humanBytes(m.Size), humanBytes(m.StoredSize), m.StartWAL, m.StopWAL)
+	return nil
+}
+
+// localConnString reaches this host's PostgreSQL over its unix socket as
+// the superuser.
+func localConnString(cfg *agent.Config) string {
+	return connString(map[string]string{
+		"host": cfg.Postgres.SocketDir, "port": strconv.Itoa(cfg.Postgres.Port), "dbname": "postgres",
+		"user": cfg.Postgres.Superuser.User, "password": cfg.Postgres.Superuser.Password,
+		"application_name": "pgherd backup",
+	})
+}
+
+// connString writes libpq keyword/value pairs, quoted.
+func connString(kv map[string]string) string {
+	var b strings.Builder
+	for _, k := range []string{"host", "port", "dbname", "user", "password", "application_name", "connect_timeout"} {
+		v, ok := kv[k]
+		if !ok || v == "" {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		v = strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v)
+		fmt.Fprintf(&b, "%s='%s'", k, v)
+	}
+	return b.String()
+}
+
+func isInRecovery(ctx context.Context, conn string) (bool, error) {
+	c, err := pgx.Connect(ctx, conn)
+	if err != nil {
+		return false, fmt.Errorf("connect to the local PostgreSQL: %w", err)
+	}
+	defer c.Close(context.WithoutCancel(ctx))
+	var r bool
+	if err := c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&r); err != nil {
+		return false, fmt.Errorf("local PostgreSQL: %w", err)
+	}
+	return r, nil
+}
+
+// primaryConnString reads the leader from etcd and reaches it as the
+// superuser.
+func primaryConnString(ctx context.Context, cfg *agent.Config, log *slog.Logger) (string, error) {
+	cli, err := dcs.New(ctx, dcs.Options{Endpoints: cfg.Etcd.Endpoints, Cluster: cfg.Cluster, Logger: log.With("component", "dcs")})
+	if err != nil {
+		return "", err
+	}
+	defer cli.Close()
+	st, err := cli.Read(ctx)
+	if err != nil {
+		return "", err
+	}
+	return leaderConnString(st, cfg)
+}
+
+// leaderConnString builds the conninfo of the leader member of st: its
+// ConnURL's host and port, the superuser's credentials.
+func leaderConnString(st *dcs.ClusterState, cfg *agent.Config) (string, error) {
+	if st.Leader == nil {
+		return "", errors.New("the cluster has no leader")
+	}
+	m, ok := st.Member(st.Leader.Name)
+	if !ok || m.ConnURL == "" {
+		return "", fmt.Errorf("the leader %q has no member key", st.Leader.Name)
+	}
+	u, err := url.Parse(m.ConnURL)
+	if err != nil || u.Hostname() == "" {
+		return "", fmt.Errorf("the leader %q has a bad conn_url %q", st.Leader.Name, m.ConnURL)
+	}
+	port := u.Port()
+	if port == "" {
+		port = "5432"
+	}
+	return connString(map[string]string{
+		"host": u.Hostname(), "port": port, "dbname": "postgres",
+		"user": cfg.Postgres.Superuser.User, "password": cfg.Postgres.Superuser.Password,
+		"application_name": "pgherd backup", "connect_timeout": "5",
+	}), nil
+}
+
+func (a *app) backupListCommand() *cobra.Command {
+	var config string
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "list [flags]",
+		Short: "List the complete backups of the repository, oldest first",
+		Long: `list shows the complete backups of the repository, oldest first: ID, type, the
+backup an incremental is based on, start and stop time, WAL range, size and
+stored size. --json prints a JSON array instead, with the fields id, type,
+prior, start_time, stop_time, start_lsn, stop_lsn, start_wal, stop_wal,
+timeline, size and stored_size.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			_, st, err := a.openStore(ctx, config, a.logger())
+			if err != nil {
+				return err
+			}
+			defer closeStore(st)
+			list, err := st.List(ctx)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeBackupsJSON(a.env.Stdout, list)
+			}
+			if len(list) == 0 {
+				fmt.Fprintln(a.env.Stdout, "No backup in the repository.")
+				return nil
+			}
+			tw := tabwriter.NewWriter(a.env.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tTYPE\tPRIOR\tSTART\tSTOP\tWAL\tSIZE\tSTORED")
+			for _, b := range list {
+				prior := b.Prior
+				if prior == "" {
+					prior = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s-%s\t%s\t%s\n", b.ID, b.Type, prior,
+					b.StartTime.UTC().Format(time.DateTime), b.StopTime.UTC().Format(time.DateTime),
+					b.StartWAL, b.StopWAL, humanBytes(b.Size), humanBytes(b.StoredSize))
+			}
+			return tw.Flush()
+		},
+	}
+	configFlag(c, &config)
+	c.Flags().BoolVar(&asJSON, "json", false, "machine-readable JSON output")
+	return c
+}
+
+// backupJSON is a backup as backup list --json prints it.
+type backupJSON struct {
+	ID         string    `json:"id"`
+	Type       string    `json:"type"`
+	Prior      string    `json:"prior,omitempty"`
+	StartTime  time.Time `json:"start_time"`
+	StopTime   time.Time `json:"stop_time"`
+	StartLSN   string    `json:"start_lsn"`
+	StopLSN    string    `json:"stop_lsn"`
+	StartWAL   string    `json:"start_wal"`
+	StopWAL    string    `json:"stop_wal"`
+	Timeline   uint32    `json:"timeline"`
+	Size       int64     `json:"size"`
+	StoredSize int64     `json:"stored_size"`
+}
+
+func writeBackupsJSON(w io.Writer, list []backup.BackupInfo) error {
+	out := make([]backupJSON, 0, len(list))
+	for _, b := range list {
+		out = append(out, backupJSON{ID: b.ID, Type: string(b.Type), Prior: b.Prior, StartTime: b.StartTime, StopTime: b.StopTime,
+			StartLSN: b.StartLSN.String(), StopLSN: b.StopLSN.String(), StartWAL: b.StartWAL, StopWAL: b.StopWAL,
+			Timeline: b.Timeline, Size: b.Size, StoredSize: b.StoredSize})
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
+func (a *app) backupVerifyCommand() *cobra.Command {
+	var config string
+	c := &cobra.Command{
+		Use:   "verify [flags]",
+		Short: "Read back every backup and archived WAL file and check them",
+		Long: `verify reads back every object of every backup and every archived WAL file and
+checks it against its checksum, and checks that each backup's WAL range is
+archived.
+
+Exit codes: 0 everything checked out; 1 problems found (listed on stderr) or
+an error.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			cfg, st, err := a.openStore(ctx, config, a.logger())
+			if err != nil {
+				return err
+			}
+			defer closeStore(st)
+			rep, err := st.Verify(ctx, cfg.Backup.Parallel)
+			if rep != nil {
+				for _, p := range rep.Problems {
+					fmt.Fprintf(a.env.Stderr, "Problem: %s\n", p)
+				}
+			}
+			if errors.Is(err, backup.ErrVerifyFailed) {
+				fmt.Fprintf(a.env.Stderr, "Error: %d problems in %d backups, %d files, %d WAL files.\n", len(rep.Problems), rep.Backups, rep.Files, rep.WAL)
+				return &exitError{code: exitError1}
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.env.Stdout, "Verified %d backups, %d files, %d WAL files: no problem.\n", rep.Backups, rep.Files, rep.WAL)
+			return nil
+		},
+	}
+	configFlag(c, &config)
+	return c
+}
+
+func (a *app) backupExpireCommand() *cobra.Command {
+	var config string
+	c := &cobra.Command{
+		Use:   "expire [flags]",
+		Short: "Delete the backups and WAL the retention does not keep",
+		Long: `expire applies the configuration's retention: it keeps the newest
+retention.full full backups (with their incrementals) and every full backup
+younger than retention.age, and deletes the others and the WAL older than the
+oldest kept backup. It is the only command that deletes backups.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			cfg, st, err := a.openStore(ctx, config, a.logger())
+			if err != nil {
+				return err
+			}
+			defer closeStore(st)
+			res, err := st.Expire(ctx, cfg.Backup.RetentionPolicy())
+			if err != nil {
+				return err
+			}
+			for _, id := range res.Backups {
+				fmt.Fprintf(a.env.Stdout, "Expired backup %s.\n", id)
+			}
+			fmt.Fprintf(a.env.Stdout, "Expired %d backups and %d WAL files.\n", len(res.Backups), res.WAL)
+			return nil
+		},
+	}
+	configFlag(c, &config)
+	return c
+}
+
+func (a *app) backupInitCommand() *cobra.Command {
+	var config string
+	c := &cobra.Command{
+		Use:   "init [flags]",
+		Short: "Create the repository's configuration",
+		Long: `init creates the repository's configuration (config.json): its compression
+level and, when the configuration has an encryption_passphrase, its
+encryption key. It refuses a repository that has one already.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			cfg, err := loadBackupConfig(config)
+			if err != nil {
+				return err
+			}
+			st, err := cfg.Backup.Init(ctx, a.logger())
+			if err != nil {
+				return err
+			}
+			defer closeStore(st)
+			enc := "not encrypted"
+			if st.Encrypted() {
+				enc = "encrypted"
+			}
+			fmt.Fprintf(a.env.Stdout, "Repository initialized (%s repository, zstd level %d, %s).\n", cfg.Backup.Repository.Type, st.Config().Level, enc)
+			return nil
+		},
+	}
+	configFlag(c, &config)
+	return c
+}
+
+// restoreFlags are the flags of pgherd restore.
+type restoreFlags struct {
+	config, dataDir, backupID, targetTime, targetLSN, restoreCommand string
+	delta                                                            bool
+	parallel                                                         int
+}
+
+func (a *app) restoreCommand() *cobra.Command {
+	var f restoreFlags
+	c := &cobra.Command{
+		Use:   "restore [flags] --data-dir DIR",
+		Short: "Restore a backup into a data directory and set up recovery",
+		Long: `restore writes a backup into a data directory, checking every file's checksum,
+and sets up recovery (recovery.signal and the recovery settings) so that
+PostgreSQL, once started, replays the archived WAL up to the target and
+promotes. Without --backup (or with --backup latest) it picks the latest
+backup that can reach the target.
+
+The data directory must be empty or absent, unless --delta is given: then
+files that already match are kept, others are rewritten, and files the backup
+does not have are removed. A data directory with a postmaster.pid (a running
+server) is refused.
+
+Exit codes: 0 restored; 1 error.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.runRestore(cmd.Context(), &f)
+		},
+	}
+	configFlag(c, &f.config)
+	c.Flags().StringVar(&f.dataDir, "data-dir", "", "the data directory to restore into (required)")
+	c.Flags().StringVar(&f.backupID, "backup", "latest", "the backup ID, or latest")
+	c.Flags().StringVar(&f.targetTime, "target-time", "", "recover up to this time, such as \"2026-11-22 00:50:00+00\" or RFC 3339")
+	c.Flags().StringVar(&f.targetLSN, "target-lsn", "", "recover up to this WAL location, such as 0/3000060")
+	c.Flags().BoolVar(&f.delta, "delta", false, "restore over an existing (stopped) data directory, rewriting only what differs")
+	c.Flags().IntVar(&f.parallel, "parallel", 0, "files restored at once (default: the configuration's)")
+	c.Flags().StringVar(&f.restoreCommand, "restore-command", "", "restore_command to configure (default: this pgherd's wal-fetch with this --config)")
+	c.MarkFlagRequired("data-dir")
+	return c
+}
+
+// timeLayouts are the --target-time formats, PostgreSQL's first.
+var timeLayouts = []string{
+	"2006-01-02 15:04:05.999999999Z07:00", "2006-01-02 15:04:05.999999999Z07", "2006-01-02 15:04:05.999999999",
+	time.RFC3339Nano,
+}
+
+func parseTargetTime(s string) (time.Time, error) {
+	for _, l := range timeLayouts {
+		if t, err := time.Parse(l, s); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("--target-time %q: use \"2006-01-02 15:04:05+00\" or RFC 3339 (a time without zone is UTC)", s)
+}
+
+func (a *app) runRestore(ctx context.Context, f *restoreFlags) error {
+	opts := backup.RestoreOptions{DataDir: f.dataDir, Delta: f.delta, RestoreCommand: f.restoreCommand}
+	if f.backupID != "latest" {
+		opts.BackupID = f.backupID
+	}
+	if f.targetTime != "" && f.targetLSN != "" {
+		return errors.New("give --target-time or --target-lsn, not both")
+	}
+	if f.targetTime != "" {
+		t, err := parseTargetTime(f.targetTime)
+		if err != nil {
+			return err
+		}
+		opts.TargetTime = t
+	}
+	if f.targetLSN != "" {
+		l, err := backup.ParseLSN(f.targetLSN)
+		if err != nil {
+			return fmt.Errorf("--target-lsn: %w", err)
+		}
+		opts.TargetLSN = l
+	}
+	if !filepath.IsAbs(opts.DataDir) {
+		abs, err := filepath.Abs(opts.DataDir)
+		if err != nil {
+			return err
+		}
+		opts.DataDir = abs
+	}
+	if _, err := os.Stat(filepath.Join(opts.DataDir, "postmaster.pid")); err == nil {
+		return fmt.Errorf("%s: %w; stop it first", opts.DataDir, backup.ErrServerRunning)
+	}
+	cfg, err := loadBackupConfig(f.config)
+	if err != nil {
+		return err
+	}
+	opts.Parallel = cfg.Backup.Parallel
+	if f.parallel > 0 {
+		opts.Parallel = f.parallel
+	}
+	if opts.RestoreCommand == "" {
+		opts.RestoreCommand = defaultRestoreCommand(f.config)
+	}
+	if err := prepareDataDir(opts.DataDir, cfg); err != nil {
+		return err
+	}
+	log := a.logger()
+	repo, err := cfg.Backup.NewRepository(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeRepo(repo)
+	counted := &countingRepo{Repository: repo}
+	st, err := backup.Open(ctx, counted, cfg.Backup.StoreOptions(log))
+	if err != nil {
+		return err
+	}
+	total := restoreTotal(ctx, st, opts)
+	p := a.startProgress(ctx, "restore", func() string {
+		n := counted.got()
+		if total > 0 {
+			return fmt.Sprintf("%d%% (%s of %s)", min(99, n*100/total), humanBytes(n), humanBytes(total))
+		}
+		return humanBytes(n) + " read"
+	})
+	res, err := st.Restore(ctx, opts)
+	p.stop()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.env.Stdout, "Restored backup %s into %s: %d files written, %d kept, %d removed.\n",
+		res.BackupID, opts.DataDir, res.Written, res.Skipped, res.Removed)
+	target := "the end of the archive"
+	switch {
+	case !opts.TargetTime.IsZero():
+		target = opts.TargetTime.Format("2006-01-02 15:04:05.999999Z07:00")
+	case opts.TargetLSN != 0:
+		target = opts.TargetLSN.String()
+	}
+	fmt.Fprintf(a.env.Stdout, `Next: start PostgreSQL on this data directory. It replays the archived WAL
+(restore_command = '%s') up to %s, then promotes.
+For the cluster's own data directory, start the agent (systemctl start pgherd-agent);
+check the result before letting clients in, and take a new full backup
+(pgherd backup --type full) once it runs.
+`, opts.RestoreCommand, target)
+	return nil
+}
+
+// defaultRestoreCommand is restore_command calling this pgherd: by its
+// absolute path when the running binary is pgherd, since PostgreSQL's
+// PATH may not hold it.
+func defaultRestoreCommand(config string) string {
+	exe := "pgherd"
+	if p, err := os.Executable(); err == nil && filepath.Base(p) == "pgherd" {
+		exe = p
+	}
+	cmd := exe + " wal-fetch"
+	if config != agent.ConfigPath {
+		cmd += " --config " + shellQuote(config)
+	}
+	return cmd + ` %f "%p"`
+}
+
+// shellQuote quotes s for sh when it needs it. The result goes into a
+// single-quoted postgresql.conf string, where the library doubles quotes.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+=:,@") == "" {
+		return s
+	}
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "$", `\$`, "`", "\\`").Replace(s) + `"`
+}
+
+// prepareDataDir creates an absent data directory, owned by PostgreSQL's
+// OS user when running as root, so that the restored files (which take
+// the directory's owner) belong to it.
+func prepareDataDir(dir string, cfg *agent.Config) error {
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	name := cfg.Postgres.OSUser
+	if name == "" {
+		name = "postgres"
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		return fmt.Errorf("owner of the data directory: %w", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return os.Chown(dir, uid, gid)
+}
+
+// restoreTotal estimates the stored bytes a restore reads, for progress:
+// the stored size of every file of the backup it will restore (0 when that
+// is not known before the library picks it).
+func restoreTotal(ctx context.Context, st *backup.Store, opts backup.RestoreOptions) int64 {
+	id := opts.BackupID
+	if id == "" {
+		if !opts.TargetTime.IsZero() || opts.TargetLSN != 0 {
+			return 0
+		}
+		list, err := st.List(ctx)
+		if err != nil || len(list) == 0 {
+			return 0
+		}
+		id = list[len(list)-1].ID
+	}
+	m, err := st.LoadManifest(ctx, id)
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, f := range m.Files {
+		n += f.StoredSize
+	}
+	return n
+}
+
+func closeRepo(r backup.Repository) {
+	if c, ok := r.(io.Closer); ok {
+		c.Close()
+	}
+}
+
+// humanBytes writes n in binary units, as PostgreSQL does (1kB = 1024 B).
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	f := float64(n)
+	for _, u := range []string{"kB", "MB", "GB", "TB"} {
+		f /= unit
+		if f < unit {
+			return fmt.Sprintf("%.1f %s", f, u)
+		}
+	}
+	return fmt.Sprintf("%.1f PB", f/unit)
+}

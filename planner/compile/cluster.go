@@ -1,0 +1,235 @@
+package compile
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+
+	"github.com/pgherd/pgherd/agent"
+	"github.com/pgherd/pgherd/modules"
+	"github.com/pgherd/pgherd/planner/engine"
+	"github.com/pgherd/pgherd/spec"
+)
+
+// Paths of what pgherd installs for the agent.
+const (
+	agentConfigDir = "/etc/pgherd"
+	agentUnit      = "pgherd-agent.service"
+)
+
+// agentUnitFile runs the agent as postgres. KillMode=process: stopping or
+// restarting the unit signals the agent alone, which stops PostgreSQL
+// itself on a clean shutdown (handing leadership over) and leaves it
+// running when it exits for an in-place upgrade.
+const agentUnitFile = `[Unit]
+Description=pgherd HA agent
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+User=postgres
+Group=postgres
+ExecStart=` + modules.AgentBinaryPath + ` agent --config ` + agent.ConfigPath + `
+ExecReload=/bin/kill -HUP $MAINPID
+KillMode=process
+Restart=always
+RestartSec=1
+TimeoutStopSec=120
+LimitNOFILE=65536
+
+[Install]
+WantedBy=multi-user.target
+`
+
+// clusterPhases are the phases of the HA cluster, in apply order: etcd,
+// PostgreSQL and the agent, the wait for the cluster to come up, HAProxy,
+// keepalived. Within a phase the hosts are worked on in parallel.
+func clusterPhases(m *spec.Model, c *spec.Cluster, keep func(string) bool, bin modules.AgentBinary) ([]engine.Phase, error) {
+	host := func(name string) spec.Host {
+		i := slices.IndexFunc(m.Hosts, func(h spec.Host) bool { return h.Name == name })
+		return m.Hosts[i]
+	}
+	var phases []engine.Phase
+	add := func(name string, hosts []string, build func(spec.Host) ([]modules.Resource, error)) error {
+		p := engine.Phase{Name: name}
+		for _, hn := range hosts {
+			if !keep(hn) {
+				continue
+			}
+			rs, err := build(host(hn))
+			if err != nil {
+				return fmt.Errorf("%s on %s: %w", name, hn, err)
+			}
+			p.Hosts = append(p.Hosts, engine.HostResources{Host: hn, Resources: rs})
+		}
+		if len(p.Hosts) > 0 {
+			phases = append(phases, p)
+		}
+		return nil
+	}
+
+	var peers []modules.EtcdPeer
+	var endpoints []string
+	for _, hn := range c.Etcd.Hosts {
+		addr := host(hn).Address
+		peers = append(peers, modules.EtcdPeer{Name: hn, PeerURL: modules.EtcdPeerURL(addr, c.Etcd.PeerPort, false)})
+		endpoints = append(endpoints, "http://"+hostPort(addr, c.Etcd.ClientPort))
+	}
+	if err := add("etcd", c.Etcd.Hosts, func(h spec.Host) ([]modules.Resource, error) {
+		return modules.EtcdResources(modules.EtcdConfig{
+			Name: h.Name, Address: h.Address, ClientPort: c.Etcd.ClientPort, PeerPort: c.Etcd.PeerPort,
+			Members: peers, ClusterState: "new", Token: "pgherd-" + c.Name,
+			Heartbeat: c.Etcd.HeartbeatInterval, ElectionTimeout: c.Etcd.ElectionTimeout,
+		})
+	}); err != nil {
+		return nil, err
+	}
+
+	hba, err := renderHBA(m, c)
+	if err != nil {
+		return nil, err
+	}
+	if err := add("postgres", c.Postgres.Hosts, func(h spec.Host) ([]modules.Resource, error) {
+		rs := modules.PostgresHostResources(modules.PostgresHost{
+			Major: c.Postgres.Version, Version: c.Postgres.PackageVersion, Hold: c.Postgres.PackageVersion != "",
+			DataDir: c.Postgres.DataDir,
+		})
+		cfg, err := agentConfig(m, c, h, endpoints, hba)
+		if err != nil {
+			return nil, err
+		}
+		enabled := true
+		rs = append(rs,
+			bin,
+			modules.Directory{Path: agentConfigDir, Owner: "root", Group: "postgres", Mode: "0750"},
+			modules.File{Path: agent.ConfigPath, Content: cfg, Owner: "postgres", Group: "postgres", Mode: "0600",
+				Sensitive: true, NotifyList: []string{"service." + agentUnit}},
+			modules.Service{Name: agentUnit, Enabled: &enabled, State: modules.Running, Reload: true, Unit: agentUnitFile,
+				Watch: []string{"file." + agent.ConfigPath}},
+		)
+		return rs, nil
+	}); err != nil {
+		return nil, err
+	}
+
+	var members []string
+	for _, mb := range c.Members {
+		members = append(members, mb.Host)
+	}
+	// One host waits for the whole cluster.
+	if err := add("cluster", c.Postgres.Hosts[:1], func(h spec.Host) ([]modules.Resource, error) {
+		return []modules.Resource{modules.ClusterReady{Cluster: c.Name, Members: members,
+			API: "127.0.0.1:" + strconv.Itoa(c.HA.APIPort)}}, nil
+	}); err != nil {
+		return nil, err
+	}
+
+	if hp := c.HAProxy; hp != nil {
+		var backends []modules.Backend
+		for _, hn := range c.Postgres.Hosts {
+			backends = append(backends, modules.Backend{Name: hn, Address: host(hn).Address, PGPort: c.Postgres.Port})
+		}
+		if err := add("haproxy", hp.Hosts, func(h spec.Host) ([]modules.Resource, error) {
+			return modules.HAProxyResources(modules.HAProxyConfig{
+				Cluster: c.Name, PrimaryPort: hp.PrimaryPort, ReplicaPort: hp.ReplicaPort, StatsPort: hp.StatsPort,
+				APIPort: c.HA.APIPort, Members: backends, MaxConn: hp.MaxConnections,
+				Check: modules.HAProxyCheck{Inter: hp.CheckInterval},
+			})
+		}); err != nil {
+			return nil, err
+		}
+	}
+	if ka := c.Keepalived; ka != nil {
+		if err := add("keepalived", ka.Hosts, func(h spec.Host) ([]modules.Resource, error) {
+			var others []string
+			prio := 0
+			for i, hn := range ka.Hosts {
+				if hn == h.Name {
+					prio = 150 - 10*i
+				} else {
+					others = append(others, host(hn).Address)
+				}
+			}
+			return modules.KeepalivedResources(modules.KeepalivedConfig{
+				Instance: "pgherd_" + sanitize(c.Name), VIP: ka.VIP, Interface: ka.Interface, RouterID: ka.RouterID,
+				Priority: prio, UnicastSrcIP: h.Address, UnicastPeers: others, AuthPass: ka.Password,
+			})
+		}); err != nil {
+			return nil, err
+		}
+	}
+	return phases, nil
+}
+
+// renderHBA is the cluster's pg_hba.conf: local peer access for the
+// postgres user, replication and pg_rewind between the members, then the
+// spec's rules in order.
+func renderHBA(m *spec.Model, c *spec.Cluster) (string, error) {
+	rules := []modules.HBARule{{Type: "local", Database: "all", User: "postgres", Method: "peer"}}
+	for _, hn := range c.Postgres.Hosts {
+		i := slices.IndexFunc(m.Hosts, func(h spec.Host) bool { return h.Name == hn })
+		addr := m.Hosts[i].Address + "/32"
+		rules = append(rules,
+			modules.HBARule{Type: "host", Database: "replication", User: c.Postgres.ReplicationUser, Address: addr},
+			modules.HBARule{Type: "host", Database: "postgres", User: "postgres", Address: addr},
+		)
+	}
+	for _, r := range c.Postgres.HBA {
+		rules = append(rules, modules.HBARule{Type: r.Type, Database: r.Database, User: r.User, Address: r.Address, Method: r.Method})
+	}
+	return modules.RenderPgHBA(rules)
+}
+
+// agentConfig is the agent's configuration file for host h.
+func agentConfig(m *spec.Model, c *spec.Cluster, h spec.Host, endpoints []string, hba string) (string, error) {
+	var cfg agent.Config
+	cfg.Cluster, cfg.Name, cfg.Address = c.Name, h.Name, h.Address
+	cfg.Postgres.BinDir = fmt.Sprintf("/usr/lib/postgresql/%d/bin", c.Postgres.Version)
+	cfg.Postgres.DataDir = c.Postgres.DataDir
+	cfg.Postgres.Port = c.Postgres.Port
+	cfg.Postgres.SocketDir = "/var/run/postgresql"
+	cfg.Postgres.Listen = "*"
+	cfg.Postgres.Parameters = c.Postgres.Parameters
+	cfg.Postgres.HBA = hba
+	cfg.Postgres.Superuser = agent.Credentials{User: "postgres", Password: c.Postgres.SuperuserPassword}
+	cfg.Postgres.Replication = agent.Credentials{User: c.Postgres.ReplicationUser, Password: c.Postgres.ReplicationPassword}
+	cfg.Etcd.Endpoints = endpoints
+	cfg.API.Listen = ":" + strconv.Itoa(c.HA.APIPort)
+	cfg.API.Token = c.HA.APIToken
+	cfg.HA.TTL.Duration = c.HA.TTL
+	cfg.HA.LoopWait.Duration = c.HA.LoopWait
+	cfg.HA.RetryTimeout.Duration = c.HA.RetryTimeout
+	cfg.HA.MaximumLagOnFailover = c.HA.MaximumLagOnFailover
+	cfg.HA.SynchronousMode = string(c.HA.SynchronousMode)
+	cfg.HA.SynchronousNodeCount = c.HA.SynchronousNodeCount
+	cfg.HA.SynchronousQuorum = c.HA.SynchronousQuorum
+	if mb, ok := c.Member(h.Name); ok {
+		cfg.HA.Priority, cfg.HA.NoFailover, cfg.HA.NoSync = mb.Priority, mb.NoFailover, mb.NoSync
+	}
+	b, err := json.MarshalIndent(&cfg, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	return string(b) + "\n", nil
+}
+
+func hostPort(host string, port int) string {
+	if slices.Contains([]byte(host), ':') {
+		return "[" + host + "]:" + strconv.Itoa(port)
+	}
+	return host + ":" + strconv.Itoa(port)
+}
+
+// sanitize keeps letters, digits, '_' and '-' of s.
+func sanitize(s string) string {
+	out := []rune{}
+	for _, r := range s {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' {
+			out = append(out, r)
+		} else {
+			out = append(out, '_')
+		}
+	}
+	return string(out)
+}

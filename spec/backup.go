@@ -1,0 +1,169 @@
+package spec
+
+import (
+	"net/url"
+	"regexp"
+	"strings"
+)
+
+// repoAttrs are the attributes each repository type allows beside type.
+var repoAttrs = map[string][]string{
+	RepoPath: {"path"},
+	RepoSFTP: {"host", "port", "user", "key_file", "known_hosts_file", "root"},
+	RepoS3:   {"endpoint", "region", "bucket", "prefix", "access_key", "secret_key"},
+}
+
+// repoRequired are the attributes each repository type needs.
+var repoRequired = map[string][]string{
+	RepoPath: {"path"},
+	RepoSFTP: {"host", "user", "key_file", "known_hosts_file", "root"},
+	RepoS3:   {"endpoint", "bucket", "access_key", "secret_key"},
+}
+
+// decodeBackup decodes the backup block of a cluster.
+func (l *loader) decodeBackup(c *decoded, cl *Cluster) *Backup {
+	d, ok := l.one(c, "backup")
+	if !ok {
+		return nil
+	}
+	b := &Backup{
+		CompressionLevel:        d.integer("compression_level"),
+		EncryptionPassphrase:    l.password(d, "encryption_passphrase", "encryption_passphrase"),
+		Parallel:                d.integer("parallel"),
+		From:                    BackupFrom(d.str("from")),
+		CreateReplicaFromBackup: d.boolean("create_replica_from_backup"),
+		Range:                   d.defRange(),
+	}
+	if d.good("compression_level") && (b.CompressionLevel < 1 || b.CompressionLevel > 22) {
+		l.errorf(d.rng("compression_level"), "Invalid compression level", "The compression_level must be from 1 to 22; 3 is a good balance.")
+	}
+	if d.good("parallel") && b.Parallel < 1 {
+		l.errorf(d.rng("parallel"), "Invalid parallelism", "The parallel must be at least 1.")
+	}
+	if d.good("from") && b.From == BackupFromStandby && len(cl.Postgres.Hosts) == 1 {
+		rng := d.rng("from")
+		l.warnf(rng, "No standby to back up from",
+			"Backups are taken from a standby, and the cluster has a single PostgreSQL host: no base backup will be taken. Set from = \"primary\".")
+	}
+	b.Repositories = l.decodeRepositories(d)
+	b.Schedule = l.decodeSchedule(d)
+	b.Retention = l.decodeRetention(d)
+	return b
+}
+
+func (l *loader) decodeRepositories(parent *decoded) []BackupRepository {
+	schema := parent.schema.Block("repository")
+	blocks := parent.children["repository"]
+	if len(blocks) == 0 {
+		l.errorf(parent.b.blk.DefRange.Ptr(), "Missing repository block", "A backup block needs a repository block.")
+		return nil
+	}
+	for _, b := range blocks[1:] {
+		l.errorf(b.blk.DefRange.Ptr(), "Too many repositories",
+			"A backup block has one repository for now; the first is at %s.", posString(blocks[0].blk.DefRange))
+	}
+	d := l.decodeWith(blocks[0], schema)
+	r := BackupRepository{
+		Type: d.str("type"), Path: d.str("path"),
+		Host: d.str("host"), Port: d.integer("port"), User: d.str("user"), KeyFile: d.str("key_file"),
+		KnownHosts: d.str("known_hosts_file"), Root: d.str("root"),
+		Endpoint: d.str("endpoint"), Region: d.str("region"), Bucket: d.str("bucket"), Prefix: d.str("prefix"),
+		AccessKey: d.str("access_key"), SecretKey: l.password(d, "secret_key", "S3 secret_key"),
+		Range: d.defRange(),
+	}
+	if !d.good("type") {
+		return []BackupRepository{r}
+	}
+	allowed := repoAttrs[r.Type]
+	for _, a := range schema.Attrs {
+		if a.Name == "type" || !d.has(a.Name) || contains(allowed, a.Name) {
+			continue
+		}
+		l.errorf(d.rng(a.Name), "Attribute not for this repository",
+			"The argument %q is not used by a %q repository, which takes %s.", a.Name, r.Type, quoteList(allowed))
+	}
+	for _, a := range repoRequired[r.Type] {
+		if !d.has(a) && !d.bad[a] {
+			l.errorf(d.b.blk.DefRange.Ptr(), "Missing required argument",
+				"The argument %q is required in a repository of type %q.", a, r.Type)
+		}
+	}
+	if r.Type == RepoSFTP && r.Port == 0 && !d.bad["port"] {
+		r.Port = 22
+	}
+	if r.Type == RepoS3 && d.good("endpoint") {
+		u, err := url.Parse(r.Endpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			l.errorf(d.rng("endpoint"), "Invalid endpoint",
+				"The endpoint %q is not an http or https URL such as \"https://s3.eu-west-1.amazonaws.com\".", r.Endpoint)
+		}
+	}
+	if r.Type == RepoS3 && d.good("prefix") && (strings.HasPrefix(r.Prefix, "/") || strings.Contains(r.Prefix, "..")) {
+		l.errorf(d.rng("prefix"), "Invalid prefix", "The prefix %q must be relative, without \"..\", such as \"pgherd/main/\".", r.Prefix)
+	}
+	return []BackupRepository{r}
+}
+
+func (l *loader) decodeSchedule(parent *decoded) BackupSchedule {
+	d, _ := l.one(parent, "schedule")
+	s := BackupSchedule{Full: d.str("full"), Incremental: d.str("incremental"), Range: d.defRange()}
+	if d.good("full") {
+		if s.Full == "" {
+			l.errorf(d.rng("full"), "Empty schedule", "Full backups need a schedule, such as %q.", defaultFullSchedule)
+		} else if !validCalendar(s.Full) {
+			l.errorf(d.rng("full"), "Invalid schedule", calendarHelp, s.Full)
+		}
+	}
+	if d.good("incremental") && s.Incremental != "" && !validCalendar(s.Incremental) {
+		l.errorf(d.rng("incremental"), "Invalid schedule", calendarHelp, s.Incremental)
+	}
+	return s
+}
+
+const calendarHelp = "%q is not a systemd calendar expression such as \"Sun *-*-* 01:00:00\", \"*-*-* 01:00:00\" or \"daily\" (see systemd.time(7); check one with systemd-analyze calendar)."
+
+func (l *loader) decodeRetention(parent *decoded) BackupRetention {
+	d, _ := l.one(parent, "retention")
+	r := BackupRetention{Full: d.integer("full"), Age: d.duration("age"), Range: d.defRange()}
+	if d.good("full") && r.Full < 1 {
+		l.errorf(d.rng("full"), "Invalid retention", "The full retention must be at least 1: the newest full backup is always kept.")
+	}
+	return r
+}
+
+var (
+	calShorthands = []string{"minutely", "hourly", "daily", "weekly", "monthly", "yearly", "annually", "quarterly", "semiannually"}
+	day           = `(?i:mon|tue|wed|thu|fri|sat|sun)[a-z]*`
+	calWeekday    = regexp.MustCompile(`^` + day + `((\.\.|,)` + day + `)*$`)
+	calDate       = regexp.MustCompile(`^[0-9*][0-9*,./~]*-[0-9*,./~-]+$`)
+	calTime       = regexp.MustCompile(`^[0-9*][0-9*,./]*:[0-9*,./:]+$`)
+	calZone       = regexp.MustCompile(`^[A-Za-z_]+(/[A-Za-z_+-]+)*$`)
+)
+
+// validCalendar checks, loosely, that s is a systemd OnCalendar
+// expression: a shorthand such as "daily", or an optional weekday list, an
+// optional date, an optional time and an optional time zone, in that order.
+func validCalendar(s string) bool {
+	f := strings.Fields(s)
+	if len(f) == 1 && contains(calShorthands, strings.ToLower(f[0])) {
+		return true
+	}
+	if len(f) == 0 || len(f) > 4 {
+		return false
+	}
+	i := 0
+	if calWeekday.MatchString(f[i]) {
+		i++
+	}
+	dateOrTime := false
+	if i < len(f) && calDate.MatchString(f[i]) {
+		i, dateOrTime = i+1, true
+	}
+	if i < len(f) && calTime.MatchString(f[i]) {
+		i, dateOrTime = i+1, true
+	}
+	if i < len(f) && dateOrTime && calZone.MatchString(f[i]) && !calWeekday.MatchString(f[i]) {
+		i++
+	}
+	return i == len(f) && i > 0
+}

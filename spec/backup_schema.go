@@ -1,0 +1,63 @@
+package spec
+
+import "github.com/zclconf/go-cty/cty"
+
+// Defaults of the backup block that the decoder also needs.
+const (
+	defaultFullSchedule        = "Sun *-*-* 01:00:00"
+	defaultIncrementalSchedule = "Mon..Sat *-*-* 01:00:00"
+)
+
+var backupSchema = Block{
+	Type: "backup",
+	Description: "Backups by the pgherd agent (see docs/backup.md): PostgreSQL archives its WAL with `pgherd wal-push` into the repository, " +
+		"and timers take full and incremental base backups on schedule and apply the retention. Not set up when absent.",
+	Attrs: []Attr{
+		{Name: "compression_level", Type: cty.Number, Default: cty.NumberIntVal(3), Description: "The zstd level of stored objects, 1 to 22."},
+		passwordAttr("encryption_passphrase", "Encrypts the repository (AES-256-GCM) with a key derived from this passphrase; unencrypted when unset. Losing it loses the backups.", false),
+		{Name: "parallel", Type: cty.Number, Default: cty.NumberIntVal(2), Description: "How many files a backup or restore copies at once, at least 1."},
+		{Name: "from", Type: cty.String, Default: cty.StringVal(string(BackupFromStandby)), Enum: []string{string(BackupFromStandby), string(BackupFromPrimary)},
+			Description: "Where base backups are taken: from a `standby`, sparing the primary the reads, or from the `primary`."},
+		{Name: "create_replica_from_backup", Type: cty.Bool, Default: cty.False,
+			Description: "A new replica restores the latest backup and replays the archive instead of copying the primary."},
+	},
+	Blocks: []Block{
+		{
+			Type: "repository", Required: true,
+			Description: "Where backups and archived WAL are stored: a directory (`path`, local disk or NFS), an SFTP server (`sftp`) or an S3 bucket (`s3`). " +
+				"One repository for now. Only the attributes of its `type` are allowed.",
+			Attrs: []Attr{
+				{Name: "type", Type: cty.String, Required: true, Enum: []string{RepoPath, RepoSFTP, RepoS3}, Description: "The kind of repository."},
+				{Name: "path", Type: cty.String, Kind: KindAbsPath, DefaultDoc: "required for `path`", Description: "`path`: the repository's directory on the PostgreSQL hosts."},
+				{Name: "host", Type: cty.String, Kind: KindAddress, DefaultDoc: "required for `sftp`", Description: "`sftp`: the server."},
+				{Name: "port", Type: cty.Number, Kind: KindPort, DefaultDoc: "`22` for `sftp`", Description: "`sftp`: the server's SSH port."},
+				{Name: "user", Type: cty.String, DefaultDoc: "required for `sftp`", Description: "`sftp`: the user the agent logs in as."},
+				{Name: "key_file", Type: cty.String, Kind: KindAbsPath, DefaultDoc: "required for `sftp`", Description: "`sftp`: the private key, a file on the PostgreSQL hosts readable by `postgres`."},
+				{Name: "known_hosts_file", Type: cty.String, Kind: KindAbsPath, DefaultDoc: "required for `sftp`", Description: "`sftp`: the known_hosts file on the PostgreSQL hosts that holds the server's key."},
+				{Name: "root", Type: cty.String, Kind: KindAbsPath, DefaultDoc: "required for `sftp`", Description: "`sftp`: the repository's directory on the server."},
+				{Name: "endpoint", Type: cty.String, DefaultDoc: "required for `s3`", Description: "`s3`: the service's URL, such as `\"https://s3.eu-west-1.amazonaws.com\"`."},
+				{Name: "region", Type: cty.String, DefaultDoc: "`\"us-east-1\"` for `s3`", Description: "`s3`: the region requests are signed for."},
+				{Name: "bucket", Type: cty.String, DefaultDoc: "required for `s3`", Description: "`s3`: the bucket."},
+				{Name: "prefix", Type: cty.String, Description: "`s3`: a prefix of every key, to share a bucket."},
+				{Name: "access_key", Type: cty.String, DefaultDoc: "required for `s3`", Description: "`s3`: the access key ID."},
+				passwordAttr("secret_key", "`s3`: the secret access key; required for `s3`.", false),
+			},
+		},
+		{
+			Type:        "schedule",
+			Description: "When base backups are taken, as systemd calendar expressions (`OnCalendar=`, see systemd.time(7)). Without a `schedule` block, every default applies.",
+			Attrs: []Attr{
+				{Name: "full", Type: cty.String, Default: cty.StringVal(defaultFullSchedule), Description: "When full backups are taken."},
+				{Name: "incremental", Type: cty.String, Default: cty.StringVal(defaultIncrementalSchedule), Description: "When incremental backups are taken; `\"\"` for none."},
+			},
+		},
+		{
+			Type:        "retention",
+			Description: "Which backups are kept; older ones and the WAL only they need are deleted after each backup. Without a `retention` block, every default applies.",
+			Attrs: []Attr{
+				{Name: "full", Type: cty.Number, Default: cty.NumberIntVal(2), Description: "How many full backups are kept (with their incrementals), at least 1."},
+				{Name: "age", Type: cty.String, Kind: KindDuration, DefaultDoc: "none", Description: "Also keep every full backup younger than this, such as `\"336h\"` (14 days)."},
+			},
+		},
+	},
+}
