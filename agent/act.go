@@ -158,8 +158,8 @@ func (a *Agent) connInfo(v ha.View, name string) pg.ConnInfo {
 }
 
 // bootstrap creates the cluster: initdb with checksums, this spec's
-// pg_hba.conf and parameters, then starts it as primary and sets the
-// superuser's password and the replication role.
+// pg_hba.conf and parameters, then starts it as primary (the leader pass
+// then sets up the roles, see ensureRoles).
 func (a *Agent) bootstrap(ctx context.Context) error {
 	if ok, err := a.pg.Initialized(); err != nil || ok {
 		return wrapf(err, "bootstrap")
@@ -190,9 +190,13 @@ func (a *Agent) bootstrap(ctx context.Context) error {
 	if _, err := a.leaderLease.Renew(ctx); err != nil {
 		return err
 	}
-	if err := a.pg.Start(ctx); err != nil {
-		return err
-	}
+	return a.pg.Start(ctx)
+}
+
+// ensureRoles gives the superuser its password and creates the
+// replication role, once per agent process and primary: idempotent, so a
+// bootstrap interrupted before it is completed by the next leader pass.
+func (a *Agent) ensureRoles(ctx context.Context) error {
 	su, r := a.cfg.Postgres.Superuser, a.cfg.Postgres.Replication
 	if err := a.pg.EnsureRole(ctx, su.User, su.Password, "SUPERUSER LOGIN"); err != nil {
 		return err
@@ -253,6 +257,13 @@ func (a *Agent) afterPass(ctx context.Context, v ha.View) {
 	isLeader := a.leaderLease != nil && v.DCS.Leader != nil && v.DCS.Leader.Name == a.cfg.Name
 	if !isLeader || a.lastStatus.State != pg.StateRunning || a.lastStatus.InRecovery {
 		return
+	}
+	if !a.rolesDone {
+		if err := a.ensureRoles(ctx); err != nil {
+			a.log.Warn("setting up the superuser and replication roles", "err", err)
+		} else {
+			a.rolesDone = true
+		}
 	}
 	if err := a.dcs.SetStatus(ctx, a.cfg.Name, dcs.Status{LastLSN: uint64(a.lastStatus.WriteLSN)}); err != nil {
 		a.log.Debug("publishing the status key", "err", err)

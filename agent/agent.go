@@ -36,6 +36,8 @@ type Agent struct {
 	lastConfig  dcs.Config
 	lastState   *dcs.ClusterState
 	lastStatus  pg.Status
+	rolesDone   bool
+	lastDecided string
 
 	snapshot     atomic.Pointer[api.Snapshot]
 	shuttingDown atomic.Bool
@@ -69,6 +71,7 @@ func New(cfg *Config, log *slog.Logger, version string) *Agent {
 			ListenAddresses: cfg.Postgres.Listen,
 			Superuser:       cfg.Postgres.Superuser.User,
 			User:            cfg.Postgres.OSUser,
+			LogFile:         cfg.Postgres.LogFile,
 			Log:             log.With("component", "postgres"),
 		},
 	}
@@ -212,6 +215,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	// The configuration may have changed while the agent was down: the
 	// first pass applies it as a reload would.
 	a.reloaded.CompareAndSwap(nil, a.cfg)
+	a.adoptLease(ctx)
 
 	a.api = &api.Server{Source: a, Control: &controller{a: a}, Token: a.cfg.API.Token, Log: a.log.With("component", "api"),
 		MaxLoopAge: 3*a.cfg.HA.TTL.Duration + 10*time.Second}
@@ -270,14 +274,19 @@ func (a *Agent) pass(ctx context.Context) (ha.Decision, bool) {
 	a.takeReload(ctx)
 	v := a.observe(ctx)
 	if a.shuttingDown.Load() && a.keepRunning.Load() {
+		a.handOverLease()
 		a.log.Info("exiting, leaving postgres and the leader key to the next agent")
 		return ha.Decision{}, true
 	}
 	dec := ha.Decide(v)
-	if len(dec.Actions) > 0 {
-		a.log.Info("decision", "decision", dec.String())
+	// Each decision is logged with its reason when it differs from the
+	// previous pass's; a steady state (renewing, replicating) is not
+	// repeated every loop_wait.
+	if d := dec.String(); d != a.lastDecided {
+		a.log.Info("decision", "decision", d)
+		a.lastDecided = d
 	} else {
-		a.log.Debug("decision", "decision", dec.String())
+		a.log.Debug("decision", "decision", d)
 	}
 	for _, act := range dec.Actions {
 		if err := a.do(ctx, v, act); err != nil {

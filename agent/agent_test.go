@@ -81,7 +81,7 @@ func newTestCluster(t *testing.T, n int, mod func(*Config)) *testCluster {
 		if err := os.Chown(dir, uid, gid); err != nil {
 			t.Fatal(err)
 		}
-		cfg := &Config{Cluster: "test", Name: name, Address: addr}
+		cfg := &Config{Cluster: "test", Name: name, Address: addr, RunDir: filepath.Join(dir, "run")}
 		cfg.Postgres.BinDir = testBinDir
 		cfg.Postgres.DataDir = filepath.Join(dir, "data")
 		cfg.Postgres.Port = freePortOn(t, addr)

@@ -49,13 +49,18 @@ type Config struct {
 	// Address is this host's address as the other members reach it, for
 	// replication and the API.
 	Address string `json:"address"`
+	// RunDir holds the agent's runtime files (default /run/pgherd).
+	RunDir string `json:"run_dir,omitempty"`
 
 	Postgres struct {
-		BinDir     string            `json:"bin_dir"`
-		DataDir    string            `json:"data_dir"`
-		Port       int               `json:"port"`
-		SocketDir  string            `json:"socket_dir"`
-		Listen     string            `json:"listen"`
+		BinDir    string `json:"bin_dir"`
+		DataDir   string `json:"data_dir"`
+		Port      int    `json:"port"`
+		SocketDir string `json:"socket_dir"`
+		Listen    string `json:"listen"`
+		// LogFile receives PostgreSQL's own log (default: beside the data
+		// directory).
+		LogFile    string            `json:"log_file,omitempty"`
 		Parameters map[string]string `json:"parameters,omitempty"`
 		// HBA is the content of pg_hba.conf, rendered by pgherd.
 		HBA         string      `json:"hba"`
@@ -132,6 +137,9 @@ func (c *Config) check() error {
 	}
 	if c.Postgres.Listen == "" {
 		c.Postgres.Listen = "*"
+	}
+	if c.RunDir == "" {
+		c.RunDir = "/run/pgherd"
 	}
 	if c.API.Listen == "" {
 		c.API.Listen = ":8008"

@@ -20,6 +20,9 @@ import (
 // AgentBinaryPath is where pgherd installs itself on a host.
 const AgentBinaryPath = "/usr/local/bin/pgherd"
 
+// AgentUnit is the agent's systemd unit.
+const AgentUnit = "pgherd-agent.service"
+
 // AgentBinary is the pgherd binary itself, uploaded to the host to run the
 // agent (the same binary: `pgherd agent`). The host's architecture must
 // match the binary's.
@@ -103,7 +106,12 @@ func (b AgentBinary) Diff(f Fact) (planner.Change, []Step, error) {
 		defer f.Close()
 		return h.PutFile(ctx, AgentBinaryPath, f, executors.FileAttrs{Mode: 0o755, Owner: "root", Group: "root"})
 	}}
-	return ch, []Step{step}, nil
+	// A running agent is replaced in place: SIGUSR2 makes it exit leaving
+	// PostgreSQL and its leader lease to the next one, which systemd
+	// starts at once (Restart=always): no failover.
+	restart := Step{Desc: "restart the running agent in place (no failover)",
+		Cmd: "if systemctl is-active -q " + AgentUnit + "; then systemctl kill --signal=SIGUSR2 --kill-whom=main " + AgentUnit + "; fi"}
+	return ch, []Step{step, restart}, nil
 }
 
 // ClusterReady waits, on one database host, until the HA cluster has a

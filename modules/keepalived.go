@@ -12,14 +12,11 @@ import (
 // configuration.
 const KeepalivedConfigPath = "/etc/keepalived/keepalived.conf"
 
-// KeepalivedCheckScript is how keepalived tells that HAProxy is alive on its
-// host. pidof (sysvinit-utils, Essential in Debian, so present on a
-// minbase host, unlike killall from psmisc) asks no daemon: it works in
-// keepalived's script environment without D-Bus, and it stays true while
-// `systemctl reload haproxy` replaces the workers (the master process
-// stays), where `systemctl is-active` would report "reloading" and could make
-// the VIP move on every configuration change.
-const KeepalivedCheckScript = "/usr/bin/pidof haproxy"
+// HAProxy's liveness is tracked by keepalived itself (vrrp_track_process:
+// the kernel's process events, no script): a script such as pidof was seen
+// to fail on Debian 12 hosts, where pidof is killall5 and keepalived runs it
+// by its resolved name. A VIP holder whose haproxy process is gone goes to
+// FAULT and the VIP moves.
 
 // KeepalivedConfig is one host's VRRP instance holding the cluster's VIP.
 //
@@ -120,16 +117,12 @@ func RenderKeepalived(cfg KeepalivedConfig) (string, error) {
 	w("# Managed by pgherd: changes are overwritten.")
 	w("global_defs {")
 	w("    router_id %s", c.Instance)
-	w("    script_user root")
-	w("    enable_script_security")
 	w("}")
 	w("")
-	w("vrrp_script chk_haproxy {")
-	w("    script %q", KeepalivedCheckScript)
-	w("    interval 1")
-	w("    timeout 2")
-	w("    fall 2")
-	w("    rise 2")
+	w("vrrp_track_process track_haproxy {")
+	w("    process haproxy")
+	w("    weight 0")
+	w("    delay 1")
 	w("}")
 	w("")
 	w("vrrp_instance %s {", c.Instance)
@@ -156,8 +149,8 @@ func RenderKeepalived(cfg KeepalivedConfig) (string, error) {
 	w("    virtual_ipaddress {")
 	w("        %s dev %s", c.VIP, c.Interface)
 	w("    }")
-	w("    track_script {")
-	w("        chk_haproxy")
+	w("    track_process {")
+	w("        track_haproxy")
 	w("    }")
 	if c.Notify != "" {
 		w("    notify %q", c.Notify)

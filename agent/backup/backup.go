@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -440,7 +441,7 @@ func (s *Store) copyFile(ctx context.Context, m, prior *Manifest, blockIncr bool
 		sh := sha256.New()
 		n, err := s.putFunc(ctx, key, func(w io.Writer) error {
 			var err error
-			size, err = copyChangedBlocks(io.MultiWriter(w, sh), f, h, m.BlockSize, prev.Size/int64(m.BlockSize), prior.StartLSN)
+			size, err = copyChangedBlocks(io.MultiWriter(w, sh), bufio.NewReaderSize(f, 256<<10), h, m.BlockSize, prev.Size/int64(m.BlockSize), prior.StartLSN)
 			return err
 		})
 		if err != nil {
@@ -492,28 +493,47 @@ func (s *Store) copyFile(ctx context.Context, m, prior *Manifest, blockIncr bool
 // short last block (a file being extended) is stored zero-padded; the
 // manifest's size cuts it.
 func copyChangedBlocks(w io.Writer, f io.Reader, h hash.Hash, bs int, priorBlocks int64, since LSN) (int64, error) {
-	rec := make([]byte, 4+bs)
+	// Read many blocks at a time and hash them at once; each block is
+	// written with its number just before it, in place.
+	const batch = 32
+	buf := make([]byte, 4+batch*bs)
 	var size int64
-	for blk := int64(0); ; blk++ {
-		block := rec[4:]
-		n, err := io.ReadFull(f, block)
-		if n == 0 && (err == io.EOF || err == io.ErrUnexpectedEOF) {
-			return size, nil
-		}
-		if err != nil && err != io.ErrUnexpectedEOF {
+	var blk int64
+	for {
+		n, err := io.ReadFull(f, buf[4:])
+		if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
 			return size, err
 		}
-		h.Write(block[:n])
+		if n == 0 {
+			return size, nil
+		}
+		h.Write(buf[4 : 4+n])
 		size += int64(n)
-		clear(block[n:])
-		lsn := LSN(uint64(binary.LittleEndian.Uint32(block[0:4]))<<32 | uint64(binary.LittleEndian.Uint32(block[4:8])))
-		if blk >= priorBlocks || lsn == 0 || lsn >= since || n < bs {
-			binary.LittleEndian.PutUint32(rec[:4], uint32(blk))
-			if _, err := w.Write(rec); err != nil {
-				return size, err
+		short := n%bs != 0
+		if rem := n % bs; short {
+			// A short last block (a file being extended): stored
+			// zero-padded; the manifest's size cuts it.
+			clear(buf[4+n : 4+n+bs-rem])
+			n += bs - rem
+		}
+		var hdr [4]byte
+		for off := 0; off < n; off, blk = off+bs, blk+1 {
+			block := buf[4+off : 4+off+bs]
+			lsn := LSN(uint64(binary.LittleEndian.Uint32(block[0:4]))<<32 | uint64(binary.LittleEndian.Uint32(block[4:8])))
+			if blk >= priorBlocks || lsn == 0 || lsn >= since || (short && off+bs == n) {
+				// The record header goes in the 4 bytes before the block
+				// (the end of the previous block, saved and put back).
+				rec := buf[off : 4+off+bs]
+				copy(hdr[:], rec[:4])
+				binary.LittleEndian.PutUint32(rec[:4], uint32(blk))
+				_, werr := w.Write(rec)
+				copy(rec[:4], hdr[:])
+				if werr != nil {
+					return size, werr
+				}
 			}
 		}
-		if n < bs {
+		if err != nil { // short read: the end of the file
 			return size, nil
 		}
 	}

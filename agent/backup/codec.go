@@ -206,7 +206,7 @@ func (d *decReader) Read(p []byte) (int, error) {
 }
 
 var decoderPool = sync.Pool{New: func() any {
-	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(false))
+	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(2), zstd.WithDecoderLowmem(false))
 	if err != nil {
 		panic(err) // only bad options fail
 	}
@@ -254,7 +254,7 @@ var encoderPools sync.Map // int -> *sync.Pool
 func getEncoder(level int) *zstd.Encoder {
 	p, _ := encoderPools.LoadOrStore(level, &sync.Pool{New: func() any {
 		e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)),
-			zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(true))
+			zstd.WithEncoderConcurrency(2), zstd.WithEncoderCRC(true))
 		if err != nil {
 			panic(err)
 		}

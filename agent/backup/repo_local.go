@@ -76,7 +76,13 @@ func (l *LocalRepo) Put(ctx context.Context, key string, r io.Reader) error {
 			os.Remove(tmp)
 		}
 	}()
-	if _, err := io.Copy(f, ctxReader{ctx, r}); err != nil {
+	var w io.Writer = f
+	if !l.NoSync {
+		// Start writing big objects out while they are produced, so that
+		// the fsync below has little left to wait for.
+		w = newWritebackWriter(f)
+	}
+	if _, err := io.Copy(w, ctxReader{ctx, r}); err != nil {
 		return fmt.Errorf("backup: put %s: %w", key, err)
 	}
 	if !l.NoSync {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -143,8 +143,14 @@ func (s *Store) Restore(ctx context.Context, opts RestoreOptions) (*RestoreResul
 	var firstErr error
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	runParallel(cctx, opts.Parallel, len(m.Files), func(i int) {
-		f := m.Files[i]
+	// Big files first, so that the pool does not end on one of them.
+	order := make([]int, len(m.Files))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return m.Files[order[a]].Size > m.Files[order[b]].Size })
+	runParallel(cctx, opts.Parallel, len(order), func(k int) {
+		f := m.Files[order[k]]
 		p := filepath.Join(opts.DataDir, filepath.FromSlash(f.Path))
 		skipped := false
 		err := func() error {
@@ -154,7 +160,7 @@ func (s *Store) Restore(ctx context.Context, opts RestoreOptions) (*RestoreResul
 					return nil
 				}
 			}
-			if err := s.restoreFile(cctx, manifests, m, f, p, true); err != nil {
+			if err := s.restoreFile(cctx, manifests, m, f, p); err != nil {
 				return err
 			}
 			if err := os.Chmod(p, fs.FileMode(f.Mode)); err != nil {
@@ -232,53 +238,27 @@ func (c *manifestCache) get(ctx context.Context, id string) (*Manifest, error) {
 	return m, nil
 }
 
-// restoreFile writes f to p; verify checks the whole file's checksum.
-func (s *Store) restoreFile(ctx context.Context, mc *manifestCache, m *Manifest, f ManifestFile, p string, verify bool) error {
-	if f.DeltaBase != "" {
-		base, err := mc.get(ctx, f.DeltaBase)
-		if err != nil {
-			return err
-		}
-		bf, ok := base.file(f.Path)
-		if !ok {
-			return fmt.Errorf("%w: delta base %s has no %s", ErrCorrupt, f.DeltaBase, f.Path)
-		}
-		if err := s.restoreFile(ctx, mc, base, bf, p, false); err != nil {
-			return err
-		}
-		if err := s.applyDelta(ctx, f, p, base.BlockSize); err != nil {
-			return err
-		}
-		if verify {
-			if ok, err := fileHasSum(p, f.Size, f.SHA256); err != nil || !ok {
-				return fmt.Errorf("%w: %s: checksum mismatch after applying block delta", ErrCorrupt, f.Path)
-			}
-		}
-		return nil
+// restoreFile writes f to p in one pass (a block delta is merged with its
+// base version on the fly) and checks the result's size and SHA-256.
+func (s *Store) restoreFile(ctx context.Context, mc *manifestCache, m *Manifest, f ManifestFile, p string) error {
+	rc, err := s.openFile(ctx, mc, f)
+	if err != nil {
+		return err
 	}
+	defer rc.Close()
 	tmp := p + ".pgherd-tmp"
 	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
 	h := sha256.New()
-	var n int64
-	if f.Key != "" {
-		rc, err := s.get(ctx, f.Key)
-		if err != nil {
-			out.Close()
-			os.Remove(tmp)
-			return err
-		}
-		n, err = io.CopyBuffer(io.MultiWriter(out, h), struct{ io.Reader }{rc}, make([]byte, 256<<10))
-		rc.Close()
-		if err != nil {
-			out.Close()
-			os.Remove(tmp)
-			return err
-		}
+	wb := newWritebackWriter(out)
+	n, err := io.CopyBuffer(io.MultiWriter(wb, h), struct{ io.Reader }{rc}, make([]byte, 256<<10))
+	wb.flush()
+	if cerr := out.Close(); err == nil {
+		err = cerr
 	}
-	if err := out.Close(); err != nil {
+	if err != nil {
 		os.Remove(tmp)
 		return err
 	}
@@ -287,43 +267,6 @@ func (s *Store) restoreFile(ctx context.Context, mc *manifestCache, m *Manifest,
 		return fmt.Errorf("%w: %s: checksum mismatch (size %d, want %d)", ErrCorrupt, f.Path, n, f.Size)
 	}
 	return os.Rename(tmp, p)
-}
-
-// applyDelta writes the stored blocks of f over p and cuts it to f.Size.
-func (s *Store) applyDelta(ctx context.Context, f ManifestFile, p string, bs int) error {
-	rc, err := s.get(ctx, f.Key)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	out, err := os.OpenFile(p, os.O_WRONLY, 0)
-	if err != nil {
-		return err
-	}
-	defer out.Close()
-	sh := sha256.New()
-	r := io.TeeReader(rc, sh)
-	rec := make([]byte, 4+bs)
-	for {
-		_, err := io.ReadFull(r, rec)
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("%w: %s: block delta: %v", ErrCorrupt, f.Path, err)
-		}
-		blk := int64(binary.LittleEndian.Uint32(rec[:4]))
-		if _, err := out.WriteAt(rec[4:], blk*int64(bs)); err != nil {
-			return err
-		}
-	}
-	if hex.EncodeToString(sh.Sum(nil)) != f.StoredSHA256 {
-		return fmt.Errorf("%w: %s: block delta checksum mismatch", ErrCorrupt, f.Path)
-	}
-	if err := out.Truncate(f.Size); err != nil {
-		return err
-	}
-	return out.Close()
 }
 
 // fileHasSum reports whether the file at p has that size and checksum.

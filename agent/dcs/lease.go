@@ -129,3 +129,19 @@ func (l *Lease) Revoke(ctx context.Context) error {
 	l.mu.Unlock()
 	return nil
 }
+
+// AdoptLease takes over a lease granted to an earlier incarnation of this
+// member (an agent that exited for an in-place upgrade and left its lease
+// id behind): it renews the lease once, and the returned Lease's deadline
+// counts from that renewal, as any other. It fails with ErrLeaseExpired when
+// the lease is gone.
+func (c *Client) AdoptLease(ctx context.Context, id int64, ttl, safetyMargin time.Duration) (*Lease, error) {
+	if safetyMargin < 0 || safetyMargin >= ttl {
+		return nil, fmt.Errorf("dcs: safety margin %s must be in [0, ttl=%s)", safetyMargin, ttl)
+	}
+	l := &Lease{c: c, id: clientv3.LeaseID(id), ttl: ttl, margin: safetyMargin, now: time.Now}
+	if _, err := l.Renew(ctx); err != nil {
+		return nil, err
+	}
+	return l, nil
+}

@@ -15,7 +15,7 @@ import (
 // Paths of what pgherd installs for the agent.
 const (
 	agentConfigDir = "/etc/pgherd"
-	agentUnit      = "pgherd-agent.service"
+	agentUnit      = modules.AgentUnit
 )
 
 // agentUnitFile runs the agent as postgres. KillMode=process: stopping or
@@ -32,6 +32,8 @@ User=postgres
 Group=postgres
 ExecStart=` + modules.AgentBinaryPath + ` agent --config ` + agent.ConfigPath + `
 ExecReload=/bin/kill -HUP $MAINPID
+RuntimeDirectory=pgherd
+RuntimeDirectoryPreserve=yes
 KillMode=process
 Restart=always
 RestartSec=1
@@ -190,6 +192,8 @@ func agentConfig(m *spec.Model, c *spec.Cluster, h spec.Host, endpoints []string
 	cfg.Postgres.Port = c.Postgres.Port
 	cfg.Postgres.SocketDir = "/var/run/postgresql"
 	cfg.Postgres.Listen = "*"
+	// Debian's log directory belongs to postgres.
+	cfg.Postgres.LogFile = fmt.Sprintf("/var/log/postgresql/postgresql-%d-pgherd.log", c.Postgres.Version)
 	cfg.Postgres.Parameters = c.Postgres.Parameters
 	cfg.Postgres.HBA = hba
 	cfg.Postgres.Superuser = agent.Credentials{User: "postgres", Password: c.Postgres.SuperuserPassword}
