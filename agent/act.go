@@ -193,15 +193,19 @@ func (a *Agent) bootstrap(ctx context.Context) error {
 	return a.pg.Start(ctx)
 }
 
-// ensureRoles gives the superuser its password and creates the
-// replication role, once per agent process and primary: idempotent, so a
-// bootstrap interrupted before it is completed by the next leader pass.
+// ensureRoles gives the superuser its password, creates the replication
+// role and the spec's roles and databases, once per agent process,
+// primary and configuration: idempotent, so a bootstrap interrupted before
+// it is completed by the next leader pass.
 func (a *Agent) ensureRoles(ctx context.Context) error {
 	su, r := a.cfg.Postgres.Superuser, a.cfg.Postgres.Replication
 	if err := a.pg.EnsureRole(ctx, su.User, su.Password, "SUPERUSER LOGIN"); err != nil {
 		return err
 	}
-	return a.pg.EnsureRole(ctx, r.User, r.Password, "REPLICATION LOGIN")
+	if err := a.pg.EnsureRole(ctx, r.User, r.Password, "REPLICATION LOGIN"); err != nil {
+		return err
+	}
+	return a.pg.EnsureObjects(ctx, a.cfg.Postgres.Roles, a.cfg.Postgres.Databases)
 }
 
 // requiredParameters are what HA needs whatever the spec says.

@@ -119,6 +119,9 @@ func (a *Agent) takeReload(ctx context.Context) {
 	a.cfg.Postgres.HBA = cfg.Postgres.HBA
 	a.cfg.Postgres.Superuser = cfg.Postgres.Superuser
 	a.cfg.Postgres.Replication = cfg.Postgres.Replication
+	a.cfg.Postgres.Roles = cfg.Postgres.Roles
+	a.cfg.Postgres.Databases = cfg.Postgres.Databases
+	a.rolesDone = false // the leader applies roles and databases again
 	a.cfg.Backup = cfg.Backup
 	if ok, _ := a.pg.Initialized(); !ok {
 		return

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/pgherd/pgherd/agent/pg"
 	"os"
 	"time"
 )
@@ -66,6 +67,9 @@ type Config struct {
 		HBA         string      `json:"hba"`
 		Superuser   Credentials `json:"superuser"`
 		Replication Credentials `json:"replication"`
+		// Roles and Databases are created (never dropped) by the leader.
+		Roles     []pg.Role     `json:"roles,omitempty"`
+		Databases []pg.Database `json:"databases,omitempty"`
 		// OSUser is the user PostgreSQL runs as when the agent runs as
 		// root (tests); the agent normally runs as postgres itself.
 		OSUser string `json:"os_user,omitempty"`

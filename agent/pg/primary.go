@@ -52,7 +52,7 @@ func (i *Instance) EnsureRole(ctx context.Context, name, password, attrs string)
 	if exists {
 		verb = "ALTER"
 	}
-	stmt := fmt.Sprintf("%s ROLE %s WITH %s", verb, pgx.Identifier{name}.Sanitize(), attrs)
+	stmt := fmt.Sprintf("%s ROLE %s WITH %s", verb, ident(name), attrs)
 	if password != "" {
 		// Literal quoting: utility statements take no parameters.
 		stmt += " PASSWORD " + quoteLiteral(password)

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/pgherd/pgherd/agent"
+	"github.com/pgherd/pgherd/agent/pg"
 	"github.com/pgherd/pgherd/modules"
 	"github.com/pgherd/pgherd/planner/engine"
 	"github.com/pgherd/pgherd/spec"
@@ -88,6 +89,7 @@ func clusterPhases(m *spec.Model, c *spec.Cluster, keep func(string) bool, bin m
 		return nil, err
 	}
 
+	roles, dbs := pgObjects(c)
 	hba, err := renderHBA(m, c)
 	if err != nil {
 		return nil, err
@@ -109,6 +111,8 @@ func clusterPhases(m *spec.Model, c *spec.Cluster, keep func(string) bool, bin m
 				Sensitive: true, NotifyList: []string{"service." + agentUnit}},
 			modules.Service{Name: agentUnit, Enabled: &enabled, State: modules.Running, Reload: true, Unit: agentUnitFile,
 				Watch: []string{"file." + agent.ConfigPath}},
+			modules.PostgresObjects{Cluster: c.Name, Port: c.Postgres.Port, SocketDir: "/var/run/postgresql",
+				Roles: roles, Databases: dbs, First: h.Name == c.Postgres.Hosts[0]},
 		)
 		return rs, nil
 	}); err != nil {
@@ -183,6 +187,21 @@ func renderHBA(m *spec.Model, c *spec.Cluster) (string, error) {
 	return modules.RenderPgHBA(rules)
 }
 
+// pgObjects are the spec's roles and databases, as the agent applies them.
+func pgObjects(c *spec.Cluster) ([]pg.Role, []pg.Database) {
+	var roles []pg.Role
+	var dbs []pg.Database
+	for _, r := range c.Postgres.Roles {
+		roles = append(roles, pg.Role{Name: r.Name, Password: r.Password, Login: r.Login,
+			Superuser: r.Superuser, CreateDB: r.CreateDB, CreateRole: r.CreateRole, Replication: r.Replication,
+			ConnectionLimit: r.ConnectionLimit, MemberOf: r.MemberOf})
+	}
+	for _, d := range c.Postgres.Databases {
+		dbs = append(dbs, pg.Database{Name: d.Name, Owner: d.Owner, Extensions: d.Extensions})
+	}
+	return roles, dbs
+}
+
 // agentConfig is the agent's configuration file for host h.
 func agentConfig(m *spec.Model, c *spec.Cluster, h spec.Host, endpoints []string, hba string) (string, error) {
 	var cfg agent.Config
@@ -198,6 +217,7 @@ func agentConfig(m *spec.Model, c *spec.Cluster, h spec.Host, endpoints []string
 	cfg.Postgres.HBA = hba
 	cfg.Postgres.Superuser = agent.Credentials{User: "postgres", Password: c.Postgres.SuperuserPassword}
 	cfg.Postgres.Replication = agent.Credentials{User: c.Postgres.ReplicationUser, Password: c.Postgres.ReplicationPassword}
+	cfg.Postgres.Roles, cfg.Postgres.Databases = pgObjects(c)
 	cfg.Etcd.Endpoints = endpoints
 	cfg.API.Listen = ":" + strconv.Itoa(c.HA.APIPort)
 	cfg.API.Token = c.HA.APIToken
