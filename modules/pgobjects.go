@@ -64,7 +64,9 @@ func (o PostgresObjects) Probe() string {
 	for _, d := range o.Databases {
 		dbs = append(dbs, d.Name)
 	}
-	q := func(db, sql string) string { return psql + " -d " + executors.Quote(db) + " -c " + executors.Quote(sql) }
+	q := func(db, sql string) string {
+		return psql + " -d " + executors.Quote(db) + " -c " + executors.Quote(sql)
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "r=$(%s 2>/dev/null) || { echo '#down'; exit 0; }; ", q("postgres", "select pg_is_in_recovery()"))
 	b.WriteString(`[ "$r" = t ] && { echo '#replica'; exit 0; }; `)

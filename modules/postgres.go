@@ -155,10 +155,21 @@ type PostgresParameters struct {
 	SocketDir string `json:"socket_dir,omitempty"`
 	// Owner of ConfFile (default postgres).
 	Owner string `json:"owner,omitempty"`
+	// Agent: the pgherd agent owns the parameters (it writes them to its
+	// managed file and reloads on SIGHUP). Only live values are compared;
+	// ConfFile is then not written, and a difference is repaired by
+	// resetting what ALTER SYSTEM set for those parameters and reloading
+	// the agent.
+	Agent bool `json:"agent,omitempty"`
 }
 
 // Address implements Resource.
-func (p PostgresParameters) Address() string { return "postgres_parameters." + p.ConfFile }
+func (p PostgresParameters) Address() string {
+	if p.Agent {
+		return "postgres_parameters"
+	}
+	return "postgres_parameters." + p.ConfFile
+}
 
 var pgParamName = regexp.MustCompile(`^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$`)
 
@@ -283,6 +294,13 @@ func (p PostgresParameters) Diff(f Fact) (planner.Change, []Step, error) {
 	}
 	want := []byte(RenderPgConf(p.Parameters))
 	fileDiffers := !fileOK || !bytes.Equal(file, want)
+	if p.Agent {
+		fileDiffers = false
+		if !up {
+			// The agent applies the parameters when it starts the server.
+			return ch, nil, nil
+		}
+	}
 
 	var reasons, pending []string
 	restart, reload := false, false
@@ -332,6 +350,24 @@ func (p PostgresParameters) Diff(f Fact) (planner.Change, []Step, error) {
 		return ch, nil, nil
 	}
 	ch.Action = planner.Update
+	if p.Agent {
+		ch.Reason = fmt.Sprintf("%d parameter(s) differ from the spec", len(ch.Attrs))
+		ch.Impact = "reload"
+		var reset []string
+		for _, a := range ch.Attrs {
+			reset = append(reset, a.Name)
+		}
+		if restart {
+			ch.Impact = "restart needed"
+		}
+		steps := []Step{}
+		for _, k := range reset {
+			steps = append(steps, Step{Desc: "ALTER SYSTEM RESET " + k, Cmd: p.psql("ALTER SYSTEM RESET " + k)})
+		}
+		steps = append(steps, Step{Desc: "ask the agent to apply the parameters again (reload)",
+			Cmd: "if systemctl is-active -q " + AgentUnit + "; then systemctl reload " + AgentUnit + "; fi"})
+		return ch, steps, nil
+	}
 	if !fileOK {
 		ch.Action = planner.Create
 	}

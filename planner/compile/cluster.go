@@ -3,6 +3,7 @@ package compile
 import (
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strconv"
 
@@ -111,6 +112,9 @@ func clusterPhases(m *spec.Model, c *spec.Cluster, keep func(string) bool, bin m
 				Sensitive: true, NotifyList: []string{"service." + agentUnit}},
 			modules.Service{Name: agentUnit, Enabled: &enabled, State: modules.Running, Reload: true, Unit: agentUnitFile,
 				Watch: []string{"file." + agent.ConfigPath}},
+			modules.PgHBA{DataDir: c.Postgres.DataDir, Content: hba},
+			modules.PostgresParameters{ConfFile: filepath.Join(c.Postgres.DataDir, "postgresql.auto.conf"),
+				Parameters: c.Postgres.Parameters, Port: c.Postgres.Port, Agent: true},
 			modules.PostgresObjects{Cluster: c.Name, Port: c.Postgres.Port, SocketDir: "/var/run/postgresql",
 				Roles: roles, Databases: dbs, First: h.Name == c.Postgres.Hosts[0]},
 		)
