@@ -350,13 +350,21 @@ func (m EtcdMembership) etcdctl(args ...string) string {
 
 const etcdHealthMarker = "#health"
 
+// etcdNotRunning is what the probe prints before etcd runs on the host.
+const etcdNotRunning = "#not-running"
+
 // Probe implements Resource. It fails when the member list cannot be read;
 // an unhealthy cluster is a fact.
 func (m EtcdMembership) Probe() string {
 	if m.valid() != nil {
 		return invalidProbe
 	}
-	return m.etcdctl("member", "list", "-w", "json") + " || exit 1\necho\necho '" + etcdHealthMarker + "'\n" +
+	// Before etcd runs here (a first apply), the initial cluster settings
+	// make the membership: there is nothing to compare yet. A member that
+	// is down shows as a stopped etcd service.
+	return "command -v etcdctl >/dev/null || { echo '" + etcdNotRunning + "'; exit 0; }\n" +
+		"m=$(" + m.etcdctl("member", "list", "-w", "json") + ") || { echo '" + etcdNotRunning + "'; exit 0; }\n" +
+		"printf '%s\\n' \"$m\"\necho '" + etcdHealthMarker + "'\n" +
 		m.etcdctl("endpoint", "health", "--cluster", "-w", "json") + " 2>/dev/null\nexit 0\n"
 }
 
@@ -409,6 +417,9 @@ func (m EtcdMembership) Diff(f Fact) (planner.Change, []Step, error) {
 	ch := planner.Change{Resource: addr, Action: planner.NoOp}
 	if err := m.valid(); err != nil {
 		return ch, nil, err
+	}
+	if strings.TrimSpace(string(f.Stdout)) == etcdNotRunning {
+		return ch, nil, nil
 	}
 	live, err := parseEtcdFact(addr, f)
 	if err != nil {

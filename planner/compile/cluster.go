@@ -81,11 +81,18 @@ func clusterPhases(m *spec.Model, c *spec.Cluster, keep func(string) bool, bin m
 		endpoints = append(endpoints, "http://"+hostPort(addr, c.Etcd.ClientPort))
 	}
 	if err := add("etcd", c.Etcd.Hosts, func(h spec.Host) ([]modules.Resource, error) {
-		return modules.EtcdResources(modules.EtcdConfig{
+		rs, err := modules.EtcdResources(modules.EtcdConfig{
 			Name: h.Name, Address: h.Address, ClientPort: c.Etcd.ClientPort, PeerPort: c.Etcd.PeerPort,
 			Members: peers, ClusterState: "new", Token: "pgherd-" + c.Name,
 			Heartbeat: c.Etcd.HeartbeatInterval, ElectionTimeout: c.Etcd.ElectionTimeout,
 		})
+		if err != nil || h.Name != c.Etcd.Hosts[0] {
+			return rs, err
+		}
+		// One member reads (and converges) the membership of the running
+		// cluster.
+		return append(rs, modules.EtcdMembership{Cluster: sanitize(c.Name), Members: peers,
+			Endpoints: []string{"http://127.0.0.1:" + strconv.Itoa(c.Etcd.ClientPort)}}), nil
 	}); err != nil {
 		return nil, err
 	}
