@@ -7,12 +7,13 @@ LAB     ?= pgherd-lab
 LABDIR  ?= $(HOME)/.cache/pgherd/lab/$(LAB)
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: all build test unit e2e demo demo-down bench lint deps docs clean
+.PHONY: all build test unit e2e demo demo-down bench bench-backup lint deps docs clean
 
 all: build
 
+# A static binary: pgherd uploads itself to the hosts as their agent.
 build:
-	$(GO) build -o $(BIN) ./cmd/pgherd
+	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/pgherd
 
 ## test: everything — unit, integration (real sshd, PostgreSQL, etcd) and the lab e2e suite.
 test: lint
@@ -26,11 +27,15 @@ unit:
 e2e:
 	PGHERD_E2E=1 $(GO) test -p 1 -timeout 25m -v ./e2e/...
 
-## demo: a 3-host lab, and an HA cluster converged on it.
+## demo: a 3-host lab, and an HA cluster converged on it (examples/ha):
+## PostgreSQL 15, etcd and the agent on node1..3, HAProxy and keepalived on
+## node1 and node2, the VIP 10.77.0.100 (5000 read-write, 5001 read-only).
 demo: build
 	$(BIN) lab up --name $(LAB) --hosts 3
-	$(BIN) apply -auto-approve examples/demo $(LABDIR)/lab.hcl
-	$(BIN) plan -detailed-exitcode examples/demo $(LABDIR)/lab.hcl
+	$(BIN) apply -auto-approve examples/ha $(LABDIR)/lab.hcl
+	$(BIN) plan -detailed-exitcode examples/ha $(LABDIR)/lab.hcl
+	@echo
+	@echo "The cluster is up. Try: PGPASSWORD=lab-app-pw psql -h 10.77.0.100 -p 5000 -U app app"
 
 demo-down: build
 	$(BIN) lab down --name $(LAB)
@@ -38,6 +43,10 @@ demo-down: build
 ## bench: the benchmarks of bench/, written to bench/RESULTS.md.
 bench: build
 	$(GO) run ./bench -out bench/RESULTS.md
+
+## bench-backup: full/incremental backup and restore vs pgBackRest and pg_basebackup (needs root, PostgreSQL 15, pgbackrest; BACKUP_GB=4).
+bench-backup:
+	$(GO) run ./bench -suites backup -backup-gb $(or $(BACKUP_GB),4) -out bench/RESULTS.md
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

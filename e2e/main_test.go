@@ -45,6 +45,8 @@ func runMain(m *testing.M) int {
 	pgherdBin = filepath.Join(tmp, "pgherd")
 	build := exec.Command("go", "build", "-o", pgherdBin, "../cmd/pgherd")
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	// Static: the binary is uploaded to the hosts as their agent.
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: building pgherd:", err)
 		return 1
