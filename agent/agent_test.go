@@ -220,7 +220,9 @@ func (c *testCluster) conn(name string) *pgx.Conn {
 
 func (c *testCluster) exec(name, sql string) {
 	c.t.Helper()
-	if _, err := c.conn(name).Exec(context.Background(), sql); err != nil {
+	conn := c.conn(name)
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(context.Background(), sql); err != nil {
 		c.t.Fatalf("%s: %s: %v", name, sql, err)
 	}
 }
@@ -228,7 +230,9 @@ func (c *testCluster) exec(name, sql string) {
 func (c *testCluster) count(name string) int {
 	c.t.Helper()
 	var n int
-	if err := c.conn(name).QueryRow(context.Background(), "SELECT count(*) FROM t").Scan(&n); err != nil {
+	conn := c.conn(name)
+	defer conn.Close(context.Background())
+	if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM t").Scan(&n); err != nil {
 		c.t.Fatalf("%s: count: %v", name, err)
 	}
 	return n
@@ -351,4 +355,50 @@ func TestAgentLifecycle(t *testing.T) {
 			t.Fatalf("new primary has %d rows, want 300", n)
 		}
 	})
+}
+
+// TestAgentSyncMode: with synchronous_mode on, the leader makes one
+// standby synchronous and publishes it in the sync key; when the primary is
+// lost, only that standby may take over, and every commit the old primary
+// acknowledged is on the new one.
+func TestAgentSyncMode(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.HA.SynchronousMode = "on" })
+	for _, n := range c.names {
+		c.start(n)
+	}
+	leader := c.waitRoles(90 * time.Second)
+	var syncName string
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) && syncName == "" {
+		if s := c.members[leader].agent.Snapshot(); len(s.Cluster.SyncStandbys) == 1 {
+			syncName = s.Cluster.SyncStandbys[0]
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if syncName == "" {
+		t.Fatalf("no synchronous standby published")
+	}
+	var ssn string
+	if err := c.conn(leader).QueryRow(context.Background(), "SHOW synchronous_standby_names").Scan(&ssn); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(ssn, syncName) {
+		t.Fatalf("synchronous_standby_names = %q, sync key names %s", ssn, syncName)
+	}
+	c.exec(leader, "CREATE TABLE t (id int primary key)")
+	// Every INSERT returns only once the sync standby has it.
+	conn := c.conn(leader)
+	for i := 1; i <= 200; i++ {
+		if _, err := conn.Exec(context.Background(), fmt.Sprintf("INSERT INTO t VALUES (%d)", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.kill(leader)
+	got := c.waitRoles(60 * time.Second)
+	if got != syncName {
+		t.Fatalf("%s took over, but only the synchronous standby %s may", got, syncName)
+	}
+	if n := c.count(got); n != 200 {
+		t.Fatalf("new primary has %d of the 200 acknowledged rows", n)
+	}
 }
