@@ -346,7 +346,9 @@ func TestDebootstrapMissing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = l.ensureImages(context.Background())
+	// The shared images may exist already: build a base image of another
+	// name, which needs debootstrap.
+	err = l.ensureBaseImage(context.Background(), "pgherd-nodebootstrap-test-base:"+Suite)
 	if !errors.Is(err, ErrDebootstrapMissing) || !strings.Contains(err.Error(), "apt-get install debootstrap") {
 		t.Errorf("err = %v, want ErrDebootstrapMissing with an install hint", err)
 	}
