@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/pgherd/pgherd/agent"
 	"github.com/pgherd/pgherd/agent/pg"
@@ -80,7 +81,7 @@ func clusterPhases(m *spec.Model, c *spec.Cluster, keep func(string) bool, bin m
 		peers = append(peers, modules.EtcdPeer{Name: hn, PeerURL: modules.EtcdPeerURL(addr, c.Etcd.PeerPort, false)})
 		endpoints = append(endpoints, "http://"+hostPort(addr, c.Etcd.ClientPort))
 	}
-	if err := add("etcd", c.Etcd.Hosts, func(h spec.Host) ([]modules.Resource, error) {
+	etcdResources := func(h spec.Host) ([]modules.Resource, error) {
 		rs, err := modules.EtcdResources(modules.EtcdConfig{
 			Name: h.Name, Address: h.Address, ClientPort: c.Etcd.ClientPort, PeerPort: c.Etcd.PeerPort,
 			Members: peers, ClusterState: "new", Token: "pgherd-" + c.Name,
@@ -93,8 +94,6 @@ func clusterPhases(m *spec.Model, c *spec.Cluster, keep func(string) bool, bin m
 		// cluster.
 		return append(rs, modules.EtcdMembership{Cluster: sanitize(c.Name), Members: peers,
 			Endpoints: []string{"http://127.0.0.1:" + strconv.Itoa(c.Etcd.ClientPort)}}), nil
-	}); err != nil {
-		return nil, err
 	}
 
 	roles, dbs := pgObjects(c)
@@ -102,7 +101,7 @@ func clusterPhases(m *spec.Model, c *spec.Cluster, keep func(string) bool, bin m
 	if err != nil {
 		return nil, err
 	}
-	if err := add("postgres", c.Postgres.Hosts, func(h spec.Host) ([]modules.Resource, error) {
+	pgResources := func(h spec.Host) ([]modules.Resource, error) {
 		rs := modules.PostgresHostResources(modules.PostgresHost{
 			Major: c.Postgres.Version, Version: c.Postgres.PackageVersion, Hold: c.Postgres.PackageVersion != "",
 			DataDir: c.Postgres.DataDir,
@@ -126,6 +125,33 @@ func clusterPhases(m *spec.Model, c *spec.Cluster, keep func(string) bool, bin m
 				Roles: roles, Databases: dbs, First: h.Name == c.Postgres.Hosts[0]},
 		)
 		return rs, nil
+	}
+	// etcd and PostgreSQL with the agent go in one phase, each host's
+	// packages in one apt-get run: etcd need not wait for the agents (they
+	// wait for etcd), and the cluster bootstraps in the next phase.
+	var dbHosts []string
+	for _, hn := range m.Hosts {
+		if slices.Contains(c.Etcd.Hosts, hn.Name) || slices.Contains(c.Postgres.Hosts, hn.Name) {
+			dbHosts = append(dbHosts, hn.Name)
+		}
+	}
+	if err := add("etcd and postgres", dbHosts, func(h spec.Host) ([]modules.Resource, error) {
+		var lists [][]modules.Resource
+		if slices.Contains(c.Etcd.Hosts, h.Name) {
+			rs, err := etcdResources(h)
+			if err != nil {
+				return nil, err
+			}
+			lists = append(lists, rs)
+		}
+		if slices.Contains(c.Postgres.Hosts, h.Name) {
+			rs, err := pgResources(h)
+			if err != nil {
+				return nil, err
+			}
+			lists = append(lists, rs)
+		}
+		return mergePackages(lists...), nil
 	}); err != nil {
 		return nil, err
 	}
@@ -142,23 +168,27 @@ func clusterPhases(m *spec.Model, c *spec.Cluster, keep func(string) bool, bin m
 		return nil, err
 	}
 
+	// HAProxy and keepalived: one phase, one apt-get run per host (the
+	// keepalived hosts are HAProxy hosts).
 	if hp := c.HAProxy; hp != nil {
 		var backends []modules.Backend
 		for _, hn := range c.Postgres.Hosts {
 			backends = append(backends, modules.Backend{Name: hn, Address: host(hn).Address, PGPort: c.Postgres.Port})
 		}
-		if err := add("haproxy", hp.Hosts, func(h spec.Host) ([]modules.Resource, error) {
-			return modules.HAProxyResources(modules.HAProxyConfig{
+		ka := c.Keepalived
+		name := "haproxy"
+		if ka != nil {
+			name = "haproxy and keepalived"
+		}
+		if err := add(name, hp.Hosts, func(h spec.Host) ([]modules.Resource, error) {
+			rs, err := modules.HAProxyResources(modules.HAProxyConfig{
 				Cluster: c.Name, PrimaryPort: hp.PrimaryPort, ReplicaPort: hp.ReplicaPort, StatsPort: hp.StatsPort,
 				APIPort: c.HA.APIPort, Members: backends, MaxConn: hp.MaxConnections,
 				Check: modules.HAProxyCheck{Inter: hp.CheckInterval},
 			})
-		}); err != nil {
-			return nil, err
-		}
-	}
-	if ka := c.Keepalived; ka != nil {
-		if err := add("keepalived", ka.Hosts, func(h spec.Host) ([]modules.Resource, error) {
+			if err != nil || ka == nil || !slices.Contains(ka.Hosts, h.Name) {
+				return rs, err
+			}
 			var others []string
 			prio := 0
 			for i, hn := range ka.Hosts {
@@ -168,15 +198,47 @@ func clusterPhases(m *spec.Model, c *spec.Cluster, keep func(string) bool, bin m
 					others = append(others, host(hn).Address)
 				}
 			}
-			return modules.KeepalivedResources(modules.KeepalivedConfig{
+			kr, err := modules.KeepalivedResources(modules.KeepalivedConfig{
 				Instance: "pgherd_" + sanitize(c.Name), VIP: ka.VIP, Interface: ka.Interface, RouterID: ka.RouterID,
 				Priority: prio, UnicastSrcIP: h.Address, UnicastPeers: others, AuthPass: ka.Password,
 			})
+			if err != nil {
+				return nil, err
+			}
+			return mergePackages(rs, kr), nil
 		}); err != nil {
 			return nil, err
 		}
 	}
 	return phases, nil
+}
+
+// mergePackages joins resource lists that each install their packages in
+// one Packages resource: what comes before the packages in every list
+// (files the packages read when they install), then all the packages in
+// one apt-get run, then what comes after in every list.
+func mergePackages(lists ...[]modules.Resource) []modules.Resource {
+	var pre, post []modules.Resource
+	merged := modules.Packages{}
+	var names []string
+	for _, rs := range lists {
+		i := slices.IndexFunc(rs, func(r modules.Resource) bool { _, ok := r.(modules.Packages); return ok })
+		if i < 0 {
+			post = append(post, rs...)
+			continue
+		}
+		p := rs[i].(modules.Packages)
+		names = append(names, p.Name)
+		merged.Packages = append(merged.Packages, p.Packages...)
+		pre = append(pre, rs[:i]...)
+		post = append(post, rs[i+1:]...)
+	}
+	if len(names) == 0 {
+		return post
+	}
+	merged.Name = strings.Join(names, "+")
+	out := append(pre, merged)
+	return append(out, post...)
 }
 
 // renderHBA is the cluster's pg_hba.conf: local peer access for the

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pgherd/pgherd/e2e/lab"
+)
+
+// clusterSuite times the first apply of examples/ha on 3 bare lab hosts,
+// broken down by phase, then the no-op plan and apply.
+func clusterSuite(ctx context.Context, log *slog.Logger, bin, work string, runs int, keep bool) (string, error) {
+	l, err := lab.Up(ctx, lab.Config{Name: "pgherd-bench-ha", Hosts: 3, Subnet: "10.81.0.0/24", Dir: filepath.Join(work, "labha"), Log: log})
+	if err != nil {
+		return "", err
+	}
+	if !keep {
+		defer l.Down(context.WithoutCancel(ctx))
+	}
+	example, err := os.ReadFile("examples/ha/main.hcl")
+	if err != nil {
+		return "", err
+	}
+	spec := strings.NewReplacer("10.77.0.", "10.81.0.").Replace(string(example))
+	dir := filepath.Join(work, "specha")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	for name, content := range map[string]string{"main.hcl": spec, "lab.hcl": l.SpecSnippet()} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			return "", err
+		}
+	}
+	pg := func(args ...string) *exec.Cmd {
+		c := exec.CommandContext(ctx, bin, append(args, dir)...)
+		c.Env = append(os.Environ(), "NO_COLOR=1")
+		return c
+	}
+
+	log.Info("cluster: first apply on bare hosts")
+	phases, total, err := timedPhases(pg("apply", "-auto-approve"))
+	if err != nil {
+		return "", err
+	}
+	var plans, applies []time.Duration
+	for i := 0; i < runs; i++ {
+		d, err := timed(pg("plan", "-detailed-exitcode"))
+		if err != nil {
+			return "", fmt.Errorf("the no-op plan after the first apply found changes or failed: %w", err)
+		}
+		plans = append(plans, d)
+		if d, err = timed(pg("apply", "-auto-approve")); err != nil {
+			return "", err
+		}
+		applies = append(applies, d)
+	}
+
+	var b strings.Builder
+	b.WriteString("## An HA cluster from bare hosts (pgherd apply of examples/ha)\n\n")
+	fmt.Fprintf(&b, "Machine: %s. 3 bare lab hosts (Docker containers, Debian 12); packages come from Debian's archive over the network, so the package phases depend on the mirror.\n", machine())
+	b.WriteString("Phases run one after another; the hosts of a phase in parallel. A phase's time is from its first step's start to its last step's end.\n\n")
+	b.WriteString("| what | wall time |\n|---|---:|\n")
+	for _, p := range phaseOrder {
+		if d, ok := phases[p]; ok {
+			fmt.Fprintf(&b, "| first apply: %s | %s |\n", p, sec(d))
+		}
+	}
+	fmt.Fprintf(&b, "| **first apply, total** | **%s** |\n", sec(total))
+	fmt.Fprintf(&b, "| no-op plan (median of %d) | %s |\n", runs, sec(median(plans)))
+	fmt.Fprintf(&b, "| no-op apply (median of %d) | %s |\n", runs, sec(median(applies)))
+	b.WriteString("\nTargets (issue 3): first apply on bare hosts under 90 s, no-op plan under 2 s.\n")
+	return b.String(), nil
+}
+
+// phaseOrder names the phases of a cluster apply, in order.
+var phaseOrder = []string{"etcd", "postgres and the agent", "cluster bootstrap", "haproxy", "keepalived"}
+
+// phaseOf classifies a resource address of a cluster apply.
+func phaseOf(resource string) string {
+	switch {
+	case strings.Contains(resource, "etcd"):
+		return "etcd"
+	case strings.HasPrefix(resource, "cluster."):
+		return "cluster bootstrap"
+	case strings.Contains(resource, "haproxy") || strings.Contains(resource, "ip_nonlocal_bind"):
+		return "haproxy"
+	case strings.Contains(resource, "keepalived"):
+		return "keepalived"
+	}
+	return "postgres and the agent"
+}
+
+// timedPhases runs an apply and times its phases from the progress lines
+// ("host: resource: updating..." and "host: resource: done (…)") as they
+// arrive.
+func timedPhases(cmd *exec.Cmd) (map[string]time.Duration, time.Duration, error) {
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, 0, err
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, 0, err
+	}
+	first, last := map[string]time.Time{}, map[string]time.Time{}
+	var tail []string
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		line := sc.Text()
+		tail = append(tail, line)
+		if len(tail) > 40 {
+			tail = tail[1:]
+		}
+		parts := strings.SplitN(line, ": ", 3)
+		if len(parts) < 3 {
+			continue
+		}
+		p, now := phaseOf(parts[1]), time.Now()
+		if _, ok := first[p]; !ok {
+			first[p] = now
+		}
+		last[p] = now
+	}
+	if err := cmd.Wait(); err != nil {
+		return nil, 0, fmt.Errorf("%s: %v\n%s\n%s", strings.Join(cmd.Args, " "), err, strings.Join(tail, "\n"), stderr.String())
+	}
+	total := time.Since(start)
+	phases := map[string]time.Duration{}
+	for p, t := range first {
+		phases[p] = last[p].Sub(t)
+	}
+	return phases, total, nil
+}
