@@ -254,3 +254,28 @@ func assertNoSecret(t *testing.T, r result, secret string) {
 		t.Fatalf("the sensitive value was printed: %s", r)
 	}
 }
+
+// TestExamplesPlan plans every example that needs no cluster against the
+// lab: each must plan without an error (exit 0 or 2).
+func TestExamplesPlan(t *testing.T) {
+	entries, err := os.ReadDir("../examples")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() || e.Name() == "ha" { // examples/ha is applied by TestHA
+			continue
+		}
+		t.Run(e.Name(), func(t *testing.T) {
+			dir := writeSpec(t, map[string]string{"lab.hcl": labSSH(theLab.KnownHostsFile())})
+			abs, err := filepath.Abs(filepath.Join("../examples", e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := pgherd(t, dir, "plan", "-detailed-exitcode", abs, ".")
+			if r.code != 0 && r.code != 2 {
+				t.Fatalf("plan of examples/%s: %s", e.Name(), r)
+			}
+		})
+	}
+}
