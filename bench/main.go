@@ -6,9 +6,14 @@
 //
 // Suites:
 //
+//	cluster   the first apply of examples/ha on 3 bare lab hosts, by phase,
+//	          then the no-op plan and apply.
 //	converge  a no-op plan and a no-op apply of 12 tasks on N hosts, beside
 //	          Ansible (Debian's ansible) running the same 12 tasks on the
 //	          same hosts, idempotent run and --check run.
+//	backup    full and incremental backups and restores of a generated
+//	          PostgreSQL 15 database on this machine (-backup-gb, default
+//	          4), beside pgBackRest and pg_basebackup (bench/backup.go).
 //
 // Each suite brings up its own lab ("pgherd-bench", 10.80.0.0/24) and
 // leaves it down. Timings are wall-clock medians over -runs runs.
@@ -51,7 +56,9 @@ func run(ctx context.Context, log *slog.Logger, out string, suites []string, hos
 	}
 	defer os.RemoveAll(work)
 	bin := filepath.Join(work, "pgherd")
-	if b, err := exec.Command("go", "build", "-o", bin, "./cmd/pgherd").CombinedOutput(); err != nil {
+	build := exec.Command("go", "build", "-o", bin, "./cmd/pgherd")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0") // uploaded to the hosts as their agent
+	if b, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("building pgherd: %v\n%s", err, b)
 	}
 	for _, s := range suites {
@@ -70,6 +77,22 @@ func run(ctx context.Context, log *slog.Logger, out string, suites []string, hos
 				return err
 			}
 			if err := writeSection(out, "converge", section); err != nil {
+				return err
+			}
+		case "backup":
+			section, err := backupSuite(ctx, log, *backupGB, *backupRuns)
+			if err != nil {
+				return err
+			}
+			if err := writeSection(out, "backup", section); err != nil {
+				return err
+			}
+		case "cluster":
+			section, err := clusterSuite(ctx, log, bin, work, runs, keep)
+			if err != nil {
+				return err
+			}
+			if err := writeSection(out, "cluster", section); err != nil {
 				return err
 			}
 		default:
