@@ -102,7 +102,9 @@ func convergeRow(ctx context.Context, log *slog.Logger, bin, work string, l *lab
 		return "", err
 	}
 	lab := l.SpecSnippet()
-	write := func(name, content string) error { return os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644) }
+	write := func(name, content string) error {
+		return os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644)
+	}
 	if err := write("lab.hcl", lab); err != nil {
 		return "", err
 	}
