@@ -96,7 +96,17 @@ func (a *Agent) do(ctx context.Context, v ha.View, act ha.Action) error {
 		if a.leaderLease == nil {
 			return errors.New("no leader lease to renew")
 		}
-		if _, err := a.leaderLease.Renew(ctx); err != nil {
+		// A renewal decided on a valid lease (nothing fenced) must not
+		// outlast the deadline, even one that passed since the decision:
+		// the next pass fences at once. After a fence it may take the
+		// client's full request timeout.
+		rctx, cancel := ctx, context.CancelFunc(func() {})
+		if v.LeaseDeadline > 0 && v.Now < v.LeaseDeadline {
+			rctx, cancel = context.WithDeadline(ctx, a.leaderLease.Deadline())
+		}
+		_, err := a.leaderLease.Renew(rctx)
+		cancel()
+		if err != nil {
 			if errors.Is(err, dcs.ErrLeaseExpired) {
 				a.leaderLease = nil
 			}
@@ -248,15 +258,13 @@ func (a *Agent) recordPromotion(ctx context.Context, v ha.View, switchLSN uint64
 	}
 }
 
-// afterPass does the bookkeeping every pass: publish this member, and as
-// leader keep the slots, the status key and the dynamic configuration.
+// afterPass does the bookkeeping every pass (pass publishes the member
+// before acting): as leader, keep the slots, the status key and the
+// dynamic configuration.
 func (a *Agent) afterPass(ctx context.Context, v ha.View) {
 	defer a.publishSnapshot(v)
 	if v.DCS == nil {
 		return
-	}
-	if err := a.registerMember(ctx, v); err != nil {
-		a.log.Warn("publishing this member", "err", err)
 	}
 	isLeader := a.leaderLease != nil && v.DCS.Leader != nil && v.DCS.Leader.Name == a.cfg.Name
 	if !isLeader || a.lastStatus.State != pg.StateRunning || a.lastStatus.InRecovery {

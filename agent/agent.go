@@ -201,6 +201,24 @@ func (a *Agent) safetyMargin() time.Duration {
 	return min(time.Second, a.ttl()/3)
 }
 
+// untilFence bounds an etcd call of a leader whose fencing deadline is
+// still ahead by that deadline: while a pass waits on an unreachable etcd
+// the loop cannot wake at the deadline (Decision.WakeAt), and the
+// request timeout alone would let it fence seconds late, after a new
+// primary was promoted. Past the deadline (or without a lease) ctx is
+// returned as is: the decision fences first whatever etcd says, and a
+// fenced member must still be able to reach etcd to recover.
+func (a *Agent) untilFence(ctx context.Context) (context.Context, context.CancelFunc) {
+	if a.leaderLease == nil {
+		return ctx, func() {}
+	}
+	d := a.leaderLease.Deadline()
+	if d.IsZero() || !time.Now().Before(d) {
+		return ctx, func() {}
+	}
+	return context.WithDeadline(ctx, d)
+}
+
 // Run serves the API and runs the loop until ctx ends or Shutdown was
 // called and the loop finished shutting down.
 func (a *Agent) Run(ctx context.Context) error {
@@ -291,10 +309,29 @@ func (a *Agent) pass(ctx context.Context) (ha.Decision, bool) {
 	} else {
 		a.log.Debug("decision", "decision", d)
 	}
+	// A member without the leader key is published before acting: a
+	// replica's start waits until it streams, which needs the slot the
+	// leader creates only for the members it sees (an old primary
+	// rejoining after a reboot or a partition would otherwise wait out
+	// pg_ctl's timeout). A leader with a valid lease publishes after
+	// acting, so that nothing stands between its decision and the
+	// renewal of its lease.
+	registered := false
+	if v.DCS != nil && (a.leaderLease == nil || v.Now >= v.LeaseDeadline) {
+		registered = true
+		if err := a.registerMember(ctx, v); err != nil {
+			a.log.Warn("publishing this member", "err", err)
+		}
+	}
 	for _, act := range dec.Actions {
 		if err := a.do(ctx, v, act); err != nil {
 			a.log.Warn("action failed", "action", act.String(), "err", err)
 			break
+		}
+	}
+	if v.DCS != nil && !registered {
+		if err := a.registerMember(ctx, v); err != nil {
+			a.log.Warn("publishing this member", "err", err)
 		}
 	}
 	a.afterPass(ctx, v)

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"net/url"
 	"slices"
 	"strconv"
@@ -23,9 +24,20 @@ func (a *Agent) observe(ctx context.Context) ha.View {
 		st = pg.Status{State: pg.StateStarting, ConnError: err.Error()}
 	}
 	a.lastStatus = st
-	now := a.now()
 
-	cs, err := a.dcs.Read(ctx)
+	var cs *dcs.ClusterState
+	if a.fenceDue(st) {
+		// A primary past its fencing deadline fences before anything
+		// else, etcd's answer or not: no read may delay it.
+		err = errFenceFirst
+	} else {
+		rctx, cancel := a.untilFence(ctx)
+		cs, err = a.dcs.Read(rctx)
+		cancel()
+	}
+	// The view's instant is taken after the read: a read that ran into
+	// the fencing deadline yields a view past it.
+	now := a.now()
 	if err != nil {
 		a.log.Warn("reading the DCS", "err", err)
 		cs = nil
@@ -49,6 +61,19 @@ func (a *Agent) observe(ctx context.Context) ha.View {
 		v.LeaseDeadline = a.mono(a.leaderLease.Deadline())
 	}
 	return v
+}
+
+// errFenceFirst is why a pass that must fence did not read etcd.
+var errFenceFirst = errors.New("fencing deadline passed: fencing before reading etcd")
+
+// fenceDue reports that PostgreSQL runs as a primary while this agent's
+// leader lease is past its fencing deadline.
+func (a *Agent) fenceDue(st pg.Status) bool {
+	if a.leaderLease == nil || st.State != pg.StateRunning || st.InRecovery {
+		return false
+	}
+	d := a.leaderLease.Deadline()
+	return !d.IsZero() && !time.Now().Before(d)
 }
 
 // self maps the local PostgreSQL's status onto the decision's Self.

@@ -12,11 +12,15 @@ import (
 // configuration.
 const KeepalivedConfigPath = "/etc/keepalived/keepalived.conf"
 
-// HAProxy's liveness is tracked by keepalived itself (vrrp_track_process:
-// the kernel's process events, no script): a script such as pidof was seen
-// to fail on Debian 12 hosts, where pidof is killall5 and keepalived runs it
-// by its resolved name. A VIP holder whose haproxy process is gone goes to
-// FAULT and the VIP moves.
+// KeepalivedCheckScript is how keepalived tells that HAProxy runs on its
+// host: systemd's view of the unit (active, reloading included, so a
+// graceful reload never moves the VIP). Two alternatives failed here:
+// pidof is killall5 on Debian 12 and refuses to run under its resolved
+// name, and vrrp_track_process needs the kernel's process events, which a
+// container outside the initial network namespace does not get (the lab's
+// hosts: keepalived stays in FAULT). A VIP holder whose haproxy is down goes
+// to FAULT and the VIP moves.
+const KeepalivedCheckScript = "/usr/bin/systemctl is-active --quiet haproxy.service"
 
 // KeepalivedConfig is one host's VRRP instance holding the cluster's VIP.
 //
@@ -117,12 +121,16 @@ func RenderKeepalived(cfg KeepalivedConfig) (string, error) {
 	w("# Managed by pgherd: changes are overwritten.")
 	w("global_defs {")
 	w("    router_id %s", c.Instance)
+	w("    script_user root")
+	w("    enable_script_security")
 	w("}")
 	w("")
-	w("vrrp_track_process track_haproxy {")
-	w("    process haproxy")
-	w("    weight 0")
-	w("    delay 1")
+	w("vrrp_script chk_haproxy {")
+	w("    script %q", KeepalivedCheckScript)
+	w("    interval 1")
+	w("    timeout 2")
+	w("    fall 2")
+	w("    rise 1")
 	w("}")
 	w("")
 	w("vrrp_instance %s {", c.Instance)
@@ -149,8 +157,8 @@ func RenderKeepalived(cfg KeepalivedConfig) (string, error) {
 	w("    virtual_ipaddress {")
 	w("        %s dev %s", c.VIP, c.Interface)
 	w("    }")
-	w("    track_process {")
-	w("        track_haproxy")
+	w("    track_script {")
+	w("        chk_haproxy")
 	w("    }")
 	if c.Notify != "" {
 		w("    notify %q", c.Notify)
