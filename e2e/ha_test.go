@@ -64,12 +64,20 @@ func haSpec(t *testing.T) string {
 }
 
 // haSpecDir writes the HA spec and the lab's ssh and host blocks.
+// haSpecDir writes the HA spec into a directory that outlives the test:
+// later tests of the package reuse the applied cluster (haCluster).
 func haSpecDir(t *testing.T) string {
 	t.Helper()
-	return writeSpec(t, map[string]string{
-		"lab.hcl":  labSSH(theLab.KnownHostsFile()),
-		"main.hcl": haSpec(t),
-	})
+	dir, err := os.MkdirTemp(workDir, "ha-spec-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range map[string]string{"lab.hcl": labSSH(theLab.KnownHostsFile()), "main.hcl": haSpec(t)} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }
 
 // haCluster returns the directory of an applied HA spec: TestHA's when it

@@ -25,6 +25,9 @@ var (
 	pgherdBin string
 	// theLab is the lab every test of the package shares.
 	theLab *lab.Lab
+	// workDir outlives every test of the package (removed by TestMain):
+	// for what tests share, such as the applied HA spec.
+	workDir string
 )
 
 func TestMain(m *testing.M) {
@@ -42,6 +45,7 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(tmp)
+	workDir = tmp
 	pgherdBin = filepath.Join(tmp, "pgherd")
 	build := exec.Command("go", "build", "-o", pgherdBin, "../cmd/pgherd")
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr

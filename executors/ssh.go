@@ -343,6 +343,10 @@ func (s *SSH) Close() error {
 		if err := s.client.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			s.closeErr = hostErr(s.cfg.Name, s.addr, nil, err, "closing connection")
 		}
+		// Once Close returns the connection is gone: Alive says so and
+		// waiting callers see it (client.Wait ends once the transport is
+		// closed).
+		<-s.done
 		if s.jump != nil {
 			s.jump.Close()
 		}

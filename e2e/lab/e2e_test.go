@@ -301,11 +301,11 @@ func TestSubnetConflict(t *testing.T) {
 	ctx := context.Background()
 	// A foreign network holds the subnet; the lab must refuse it clearly.
 	const foreign = "pgherd-labtest-foreign"
-	if _, err := docker(ctx, nil, "network", "create", "--subnet", "10.79.0.0/24", foreign); err != nil {
+	if _, err := docker(ctx, nil, "network", "create", "--subnet", "10.76.0.0/24", foreign); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _, _ = docker(context.Background(), nil, "network", "rm", foreign) })
-	l, err := newLab(Config{Name: "pgherd-labtest2", Hosts: 1, Subnet: "10.79.0.0/25", Dir: t.TempDir()})
+	l, err := newLab(Config{Name: "pgherd-labtest2", Hosts: 1, Subnet: "10.76.0.0/25", Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
