@@ -190,6 +190,35 @@ func TestHA(t *testing.T) {
 		}
 	})
 
+	t.Run("archiving and a base backup", func(t *testing.T) {
+		primary := ""
+		for _, h := range theLab.Hosts() {
+			if onHost(t, h.Name, `runuser -u postgres -- psql -XAtc "select pg_is_in_recovery()"`) == "f" {
+				primary = h.Name
+			}
+		}
+		if primary == "" {
+			t.Fatal("no primary found")
+		}
+		onHost(t, primary, `runuser -u postgres -- psql -XAtc "select pg_switch_wal()"`)
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			got := onHost(t, primary, `runuser -u postgres -- psql -XAtc "select archived_count > 0 and failed_count = 0 from pg_stat_archiver"`)
+			if got == "t" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("WAL is not archived by pgherd wal-push: %s", onHost(t, primary,
+					`runuser -u postgres -- psql -XAtc "select * from pg_stat_archiver"`))
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		onHost(t, primary, "runuser -u postgres -- pgherd backup --from primary")
+		if out := onHost(t, primary, "runuser -u postgres -- pgherd backup list"); !strings.Contains(out, "full") {
+			t.Fatalf("backup list after a backup: %s", out)
+		}
+	})
+
 	t.Run("drift", func(t *testing.T) {
 		for _, tc := range []struct {
 			name, host, script string

@@ -223,3 +223,42 @@ func (c ClusterReady) Diff(f Fact) (planner.Change, []Step, error) {
 	}}
 	return ch, []Step{step}, nil
 }
+
+// BackupRepository is the cluster's backup repository, initialized (its
+// configuration, key check and salt written) with `pgherd backup init` as
+// the postgres user, from the agent's configuration. pgherd never deletes
+// or re-initializes a repository: an existing one that cannot be opened (a
+// wrong passphrase, a server that does not answer) is an error of the plan.
+type BackupRepository struct {
+	Cluster string
+}
+
+// Address implements Resource.
+func (b BackupRepository) Address() string { return "backup_repository." + b.Cluster }
+
+const backupNoConfig = "run pgherd backup init"
+
+// Probe implements Resource: "#absent" before pgherd and its configuration
+// are installed, else what `pgherd backup list` says.
+func (b BackupRepository) Probe() string {
+	return "[ -x " + AgentBinaryPath + " ] && [ -f /etc/pgherd/agent.json ] || { echo '#absent'; exit 0; }\n" +
+		"if out=$(runuser -u postgres -- " + AgentBinaryPath + " backup list 2>&1); then echo '#ok'; else printf '%s\\n' \"$out\"; fi"
+}
+
+// Diff implements Resource.
+func (b BackupRepository) Diff(f Fact) (planner.Change, []Step, error) {
+	ch := planner.Change{Resource: b.Address(), Action: planner.NoOp}
+	out := strings.TrimSpace(string(f.Stdout))
+	init := []Step{{Desc: "pgherd backup init", Cmd: "runuser -u postgres -- " + AgentBinaryPath + " backup init"}}
+	switch {
+	case out == "#ok":
+		return ch, nil, nil
+	case out == "#absent":
+		ch.Action, ch.Reason = planner.Create, "the repository is initialized once pgherd is installed"
+		return ch, init, nil
+	case strings.Contains(out, backupNoConfig):
+		ch.Action, ch.Reason = planner.Create, "the repository is not initialized"
+		return ch, init, nil
+	}
+	return ch, nil, fmt.Errorf("backup repository of %s cannot be opened: %s: %w", b.Cluster, out, ErrConflict)
+}

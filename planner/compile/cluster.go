@@ -120,11 +120,11 @@ func clusterPhases(m *spec.Model, c *spec.Cluster, keep func(string) bool, bin m
 				Watch: []string{"file." + agent.ConfigPath}},
 			modules.PgHBA{DataDir: c.Postgres.DataDir, Content: hba},
 			modules.PostgresParameters{ConfFile: filepath.Join(c.Postgres.DataDir, "postgresql.auto.conf"),
-				Parameters: c.Postgres.Parameters, Port: c.Postgres.Port, Agent: true},
+				Parameters: archiveParameters(c), Port: c.Postgres.Port, Agent: true},
 			modules.PostgresObjects{Cluster: c.Name, Port: c.Postgres.Port, SocketDir: "/var/run/postgresql",
 				Roles: roles, Databases: dbs, First: h.Name == c.Postgres.Hosts[0]},
 		)
-		return rs, nil
+		return append(rs, backupResources(c, h)...), nil
 	}
 	// etcd and PostgreSQL with the agent go in one phase, each host's
 	// packages in one apt-get run: etcd need not wait for the agents (they
@@ -286,7 +286,8 @@ func agentConfig(m *spec.Model, c *spec.Cluster, h spec.Host, endpoints []string
 	cfg.Postgres.Listen = "*"
 	// Debian's log directory belongs to postgres.
 	cfg.Postgres.LogFile = fmt.Sprintf("/var/log/postgresql/postgresql-%d-pgherd.log", c.Postgres.Version)
-	cfg.Postgres.Parameters = c.Postgres.Parameters
+	cfg.Postgres.Parameters = archiveParameters(c)
+	cfg.Backup = backupConfig(c)
 	cfg.Postgres.HBA = hba
 	cfg.Postgres.Superuser = agent.Credentials{User: "postgres", Password: c.Postgres.SuperuserPassword}
 	cfg.Postgres.Replication = agent.Credentials{User: c.Postgres.ReplicationUser, Password: c.Postgres.ReplicationPassword}

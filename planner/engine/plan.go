@@ -237,7 +237,9 @@ func parsePending(out []byte) map[string][]string {
 }
 
 func writeMarkerCmd(stateDir, notified, watched string) string {
-	return "umask 077 && mkdir -p " + executors.Quote(pendingDir(stateDir)) +
+	// The state directory is world-traversable (other pgherd directories,
+	// such as a backup repository, may live under it); the markers are not.
+	return "(umask 022 && mkdir -p " + executors.Quote(stateDir) + ") && umask 077 && mkdir -p " + executors.Quote(pendingDir(stateDir)) +
 		" && printf '%s\\n' " + executors.Quote(watched) + " >> " + executors.Quote(markerPath(stateDir, notified))
 }
 

@@ -1,0 +1,106 @@
+package compile
+
+import (
+	"maps"
+
+	"github.com/pgherd/pgherd/agent"
+	"github.com/pgherd/pgherd/modules"
+	"github.com/pgherd/pgherd/spec"
+)
+
+// archiveParameters turn WAL archiving on through pgherd wal-push when the
+// cluster has a backup block; restore_command lets a replica that fell
+// behind the primary's WAL catch up from the archive.
+func archiveParameters(c *spec.Cluster) map[string]string {
+	params := maps.Clone(c.Postgres.Parameters)
+	if params == nil {
+		params = map[string]string{}
+	}
+	if c.Backup == nil {
+		return params
+	}
+	params["archive_mode"] = "on"
+	params["archive_command"] = modules.AgentBinaryPath + " wal-push %p"
+	params["restore_command"] = modules.AgentBinaryPath + " wal-fetch %f %p"
+	return params
+}
+
+// backupConfig is the backup section of the agent's configuration.
+func backupConfig(c *spec.Cluster) *agent.BackupConfig {
+	b := c.Backup
+	if b == nil || len(b.Repositories) == 0 {
+		return nil
+	}
+	r := b.Repositories[0]
+	cfg := &agent.BackupConfig{
+		CompressionLevel:        b.CompressionLevel,
+		EncryptionPassphrase:    b.EncryptionPassphrase,
+		Parallel:                b.Parallel,
+		From:                    string(b.From),
+		CreateReplicaFromBackup: b.CreateReplicaFromBackup,
+		Retention:               agent.BackupRetention{Full: b.Retention.Full},
+		Repository:              agent.BackupRepository{Type: r.Type, Path: r.Path},
+	}
+	cfg.Retention.Age.Duration = b.Retention.Age
+	switch r.Type {
+	case spec.RepoSFTP:
+		cfg.Repository.SFTP = &agent.SFTPRepository{Host: r.Host, Port: r.Port, User: r.User, KeyFile: r.KeyFile,
+			KnownHosts: r.KnownHosts, Root: r.Root}
+	case spec.RepoS3:
+		cfg.Repository.S3 = &agent.S3Repository{Endpoint: r.Endpoint, Region: r.Region, Bucket: r.Bucket, Prefix: r.Prefix,
+			AccessKey: r.AccessKey, SecretKey: r.SecretKey}
+	}
+	return cfg
+}
+
+// backupResources are what backups need on a database host: a path
+// repository's directory, the repository initialized (once; a path
+// repository is per host unless it is on shared storage), and the systemd
+// timers of the schedule. The timers run on every database host; `pgherd
+// backup` exits 3 (skipped, a success for the unit) where it should not
+// run (on the primary when backups come from a standby).
+func backupResources(c *spec.Cluster, h spec.Host) []modules.Resource {
+	b := c.Backup
+	if b == nil || len(b.Repositories) == 0 {
+		return nil
+	}
+	var rs []modules.Resource
+	r := b.Repositories[0]
+	if r.Type == spec.RepoPath {
+		rs = append(rs, modules.Directory{Path: r.Path, Owner: "postgres", Group: "postgres", Mode: "0750"})
+	}
+	if r.Type == spec.RepoPath || h.Name == c.Postgres.Hosts[0] {
+		rs = append(rs, modules.BackupRepository{Cluster: c.Name})
+	}
+	enabled := true
+	for _, s := range []struct{ kind, calendar string }{{"full", b.Schedule.Full}, {"incr", b.Schedule.Incremental}} {
+		if s.calendar == "" {
+			continue
+		}
+		name := "pgherd-backup-" + s.kind
+		rs = append(rs,
+			modules.Service{Name: name + ".service", Unit: `[Unit]
+Description=pgherd ` + s.kind + ` backup
+After=pgherd-agent.service
+
+[Service]
+Type=oneshot
+User=postgres
+ExecStart=` + modules.AgentBinaryPath + ` backup --type ` + s.kind + `
+# 3: not this host's turn (see pgherd backup --help).
+SuccessExitStatus=3
+`},
+			modules.Service{Name: name + ".timer", Enabled: &enabled, State: modules.Running, Unit: `[Unit]
+Description=pgherd ` + s.kind + ` backup schedule
+
+[Timer]
+OnCalendar=` + s.calendar + `
+Persistent=true
+RandomizedDelaySec=60
+
+[Install]
+WantedBy=timers.target
+`})
+	}
+	return rs
+}
