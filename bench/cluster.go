@@ -80,21 +80,18 @@ func clusterSuite(ctx context.Context, log *slog.Logger, bin, work string, runs 
 }
 
 // phaseOrder names the phases of a cluster apply, in order.
-var phaseOrder = []string{"etcd", "postgres and the agent", "cluster bootstrap", "haproxy", "keepalived"}
+var phaseOrder = []string{"etcd, postgres and the agent", "cluster bootstrap", "haproxy and keepalived"}
 
 // phaseOf classifies a resource address of a cluster apply.
 func phaseOf(resource string) string {
 	switch {
-	case strings.Contains(resource, "etcd"):
-		return "etcd"
 	case strings.HasPrefix(resource, "cluster."):
 		return "cluster bootstrap"
-	case strings.Contains(resource, "haproxy") || strings.Contains(resource, "ip_nonlocal_bind"):
-		return "haproxy"
-	case strings.Contains(resource, "keepalived"):
-		return "keepalived"
+	case strings.Contains(resource, "haproxy") || strings.Contains(resource, "keepalived") ||
+		strings.Contains(resource, "ip_nonlocal_bind"):
+		return "haproxy and keepalived"
 	}
-	return "postgres and the agent"
+	return "etcd, postgres and the agent"
 }
 
 // timedPhases runs an apply and times its phases from the progress lines
