@@ -77,9 +77,10 @@ elif [ -f "$p" ]; then echo type=file
 elif [ -d "$p" ]; then echo type=directory
 elif [ -e "$p" ]; then echo type=other
 else echo type=absent; exit 0; fi
-stat -c 'owner=%U
+s=$(stat -c 'owner=%U
 group=%G
 mode=%a
-size=%s' -- "$p" || exit 1
+size=%s' -- "$p") || exit 1
+printf '%s\n' "$s"
 `
 }
