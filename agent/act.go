@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"strconv"
 	"time"
@@ -171,19 +172,14 @@ func (a *Agent) connInfo(v ha.View, name string) pg.ConnInfo {
 // pg_hba.conf and parameters, then starts it as primary (the leader pass
 // then sets up the roles, see ensureRoles).
 func (a *Agent) bootstrap(ctx context.Context) error {
-	if ok, err := a.pg.Initialized(); err != nil || ok {
-		return wrapf(err, "bootstrap")
+	ok, err := a.pg.Initialized()
+	if err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
 	}
-	params := map[string]string{}
-	for k, v := range a.cfg.Postgres.Parameters {
-		params[k] = v
+	if ok {
+		return nil
 	}
-	for k, v := range requiredParameters {
-		if _, ok := params[k]; !ok {
-			params[k] = v
-		}
-	}
-	if err := a.pg.InitDB(ctx, pg.InitOptions{Parameters: params}); err != nil {
+	if err := a.pg.InitDB(ctx, pg.InitOptions{Parameters: a.parameters()}); err != nil {
 		return err
 	}
 	if err := a.writeHBA(); err != nil {
@@ -218,7 +214,14 @@ func (a *Agent) ensureRoles(ctx context.Context) error {
 	return a.pg.EnsureObjects(ctx, a.cfg.Postgres.Roles, a.cfg.Postgres.Databases)
 }
 
-// requiredParameters are what HA needs whatever the spec says.
+// parameters are the spec's PostgreSQL parameters over what HA needs.
+func (a *Agent) parameters() map[string]string {
+	params := maps.Clone(requiredParameters)
+	maps.Copy(params, a.cfg.Postgres.Parameters)
+	return params
+}
+
+// requiredParameters are what HA needs unless the spec says otherwise.
 var requiredParameters = map[string]string{
 	"wal_level":             "replica",
 	"hot_standby":           "on",

@@ -2,8 +2,6 @@ package agent
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -126,14 +124,7 @@ func (a *Agent) takeReload(ctx context.Context) {
 	if ok, _ := a.pg.Initialized(); !ok {
 		return
 	}
-	params := map[string]string{}
-	for k, v := range requiredParameters {
-		params[k] = v
-	}
-	for k, v := range a.cfg.Postgres.Parameters {
-		params[k] = v
-	}
-	if err := a.pg.SetParameters(ctx, params); err != nil {
+	if err := a.pg.SetParameters(ctx, a.parameters()); err != nil {
 		a.log.Warn("reload: applying parameters", "err", err)
 	}
 	if err := a.writeHBA(); err != nil {
@@ -341,14 +332,4 @@ func (a *Agent) pass(ctx context.Context) (ha.Decision, bool) {
 		}
 	}
 	return dec, false
-}
-
-// errStop ends a Decision's remaining actions.
-var errStop = errors.New("stop")
-
-func wrapf(err error, format string, args ...any) error {
-	if err == nil {
-		return nil
-	}
-	return fmt.Errorf(format+": %w", append(args, err)...)
 }

@@ -23,6 +23,11 @@ const AgentBinaryPath = "/usr/local/bin/pgherd"
 // AgentUnit is the agent's systemd unit.
 const AgentUnit = "pgherd-agent.service"
 
+// reloadAgentCmd asks a running agent to apply its configuration again
+// (SIGHUP): parameters, pg_hba.conf, roles and databases. An agent that is
+// not active (restarting in place) applies them when it starts.
+const reloadAgentCmd = "if systemctl is-active -q " + AgentUnit + "; then systemctl reload " + AgentUnit + "; fi"
+
 // AgentBinary is the pgherd binary itself, uploaded to the host to run the
 // agent (the same binary: `pgherd agent`). The host's architecture must
 // match the binary's.

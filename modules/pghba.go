@@ -43,5 +43,5 @@ func (p PgHBA) Diff(f Fact) (planner.Change, []Step, error) {
 	ch.Action = planner.Update
 	ch.Impact = "reload"
 	return ch, []Step{{Desc: "ask the agent to write pg_hba.conf again (reload)",
-		Cmd: "if systemctl is-active -q " + AgentUnit + "; then systemctl reload " + AgentUnit + "; fi"}}, nil
+		Cmd: reloadAgentCmd}}, nil
 }

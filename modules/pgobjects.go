@@ -180,10 +180,8 @@ func (o PostgresObjects) Diff(f Fact) (planner.Change, []Step, error) {
 		return ch, nil, nil
 	}
 	ch.Action, ch.Reason = planner.Update, strings.Join(reasons, "; ")
-	// An agent that is not active (restarting in place) applies them when
-	// it starts.
 	return ch, []Step{{Desc: "ask the agent to apply the roles and databases again (reload)",
-		Cmd: "if systemctl is-active -q " + AgentUnit + "; then systemctl reload " + AgentUnit + "; fi"}}, nil
+		Cmd: reloadAgentCmd}}, nil
 }
 
 func roleAttrs(r liveRole) string {

@@ -365,7 +365,7 @@ func (p PostgresParameters) Diff(f Fact) (planner.Change, []Step, error) {
 			steps = append(steps, Step{Desc: "ALTER SYSTEM RESET " + k, Cmd: p.psql("ALTER SYSTEM RESET " + k)})
 		}
 		steps = append(steps, Step{Desc: "ask the agent to apply the parameters again (reload)",
-			Cmd: "if systemctl is-active -q " + AgentUnit + "; then systemctl reload " + AgentUnit + "; fi"})
+			Cmd: reloadAgentCmd})
 		return ch, steps, nil
 	}
 	if !fileOK {
