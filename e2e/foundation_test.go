@@ -197,7 +197,7 @@ file "/srv/e2e/after-package" {
 	})
 
 	t.Run("an unreachable host is named and the others are planned", func(t *testing.T) {
-		ghost := "host \"ghost\" {\n  address = \"10.79.0.99\"\n}\n"
+		ghost := "host \"ghost\" {\n  address = \"" + labAddr(99) + "\"\n}\n"
 		dir3 := writeSpec(t, map[string]string{"lab.hcl": labSSH(theLab.KnownHostsFile(), ghost), "main.hcl": foundationSpec})
 		start := time.Now()
 		r := pgherd(t, dir3, "plan", "-detailed-exitcode", ".")

@@ -14,8 +14,9 @@ import (
 )
 
 // The HA cluster of examples/ha, moved onto the e2e lab's network.
+var haVIP = labAddr(100)
+
 const (
-	haVIP               = "10.79.0.100"
 	haSuperuserPassword = "lab-superuser-pw" // the example's variable default
 	haAPIToken          = "lab-api-token"    // the example's variable default
 	haPrimaryPort       = 5000
@@ -41,7 +42,7 @@ func haSpec(t *testing.T) string {
 	src := string(b)
 	for _, r := range []struct{ old, new string }{
 		{`vip       = "10.77.0.100/24"`, `vip       = "` + haVIP + `/24"`},
-		{`address  = "10.77.0.0/24"`, `address  = "10.79.0.0/24"`},
+		{`address  = "10.77.0.0/24"`, `address  = "` + labAddr(0) + `/24"`},
 	} {
 		if !strings.Contains(src, r.old) {
 			t.Fatalf("examples/ha/main.hcl no longer contains %q: adapt haSpec", r.old)

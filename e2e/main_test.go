@@ -2,6 +2,9 @@
 // hosts. The tests run only when PGHERD_E2E=1 (make test and make e2e set
 // it); they build the pgherd binary and bring up their own lab, named
 // pgherd-e2e on 10.79.0.0/24, so that they never touch a user's lab.
+// PGHERD_E2E_LAB and PGHERD_E2E_NET (the first three octets of a /24, such
+// as "10.90.0") move it, so that two checkouts can run their suites side by
+// side.
 package e2e
 
 import (
@@ -28,7 +31,20 @@ var (
 	// workDir outlives every test of the package (removed by TestMain):
 	// for what tests share, such as the applied HA spec.
 	workDir string
+	// labName and labNet name the e2e lab and its /24 ("10.79.0").
+	labName = envOr("PGHERD_E2E_LAB", "pgherd-e2e")
+	labNet  = envOr("PGHERD_E2E_NET", "10.79.0")
 )
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// labAddr is the address .n on the e2e lab's network.
+func labAddr(n int) string { return fmt.Sprintf("%s.%d", labNet, n) }
 
 func TestMain(m *testing.M) {
 	if os.Getenv("PGHERD_E2E") != "1" {
@@ -58,7 +74,7 @@ func runMain(m *testing.M) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	theLab, err = lab.Up(ctx, lab.Config{Name: "pgherd-e2e", Hosts: 3, Subnet: "10.79.0.0/24", Dir: filepath.Join(tmp, "lab"), Log: log})
+	theLab, err = lab.Up(ctx, lab.Config{Name: labName, Hosts: 3, Subnet: labNet + ".0/24", Dir: filepath.Join(tmp, "lab"), Log: log})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: lab up:", err)
 		return 1
