@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/pgherd/pgherd/agent/dcs"
@@ -122,8 +123,26 @@ func (a *Agent) do(ctx context.Context, v ha.View, act ha.Action) error {
 		}
 		return err
 	case ha.RaceInitialize:
-		_, err := a.dcs.Initialize(ctx, act.Value)
-		return err
+		if !strings.HasPrefix(act.Value, ha.InitializePending) {
+			_, err := a.dcs.Initialize(ctx, act.Value, nil)
+			return err
+		}
+		// The claim to bootstrap lives on the lease that will hold the
+		// leader key: if this member dies before it stored the system
+		// identifier, both expire together and another member may
+		// bootstrap (docs/ha.md, "Bootstrap").
+		lease, err := a.freshLease(ctx)
+		if err != nil {
+			return err
+		}
+		if _, err := a.dcs.Initialize(ctx, act.Value, lease); err != nil {
+			if lease != a.leaderLease {
+				_ = lease.Revoke(ctx)
+			}
+			return err
+		}
+		a.leaderLease = lease
+		return nil
 	case ha.SetInitialize:
 		return a.dcs.SetInitialize(ctx, act.Value, act.Revision)
 	case ha.SetSyncStandbyNames:
@@ -132,7 +151,7 @@ func (a *Agent) do(ctx context.Context, v ha.View, act ha.Action) error {
 	case ha.PublishSync:
 		return a.dcs.SetSync(ctx, me, dcs.Sync{Leader: me, Standbys: act.Standbys, Quorum: act.Quorum}, act.Revision)
 	case ha.ClearSwitchover:
-		return a.dcs.ClearSwitchover(ctx, act.Revision)
+		return a.dcs.ClearSwitchover(ctx, act.Revision, act.Value)
 	}
 	return fmt.Errorf("unknown action %q", act.Kind)
 }

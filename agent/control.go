@@ -26,7 +26,10 @@ func (c *controller) Failover(ctx context.Context, candidate string) error {
 }
 
 // request writes the switchover key and, unless it is scheduled for
-// later, waits until a member other than from leads a running primary.
+// later, waits until a member other than from leads a running primary, or
+// until the request's outcome says it was cancelled or aborted, and why.
+// The leader aborts a switchover that does not complete within
+// switchover_timeout, so the wait is bounded even when ctx allows more.
 func (c *controller) request(ctx context.Context, sw dcs.Switchover, from string) error {
 	a := c.a
 	st, err := a.dcs.Read(ctx)
@@ -36,7 +39,8 @@ func (c *controller) request(ctx context.Context, sw dcs.Switchover, from string
 	if st.Switchover != nil {
 		return fmt.Errorf("a switchover is already pending: %w", api.ErrConflict)
 	}
-	if err := a.dcs.SetSwitchover(ctx, sw, 0); err != nil {
+	rev, err := a.dcs.SetSwitchover(ctx, sw, 0)
+	if err != nil {
 		if errors.Is(err, dcs.ErrConflict) {
 			return fmt.Errorf("a switchover is already pending: %w", api.ErrConflict)
 		}
@@ -61,17 +65,18 @@ func (c *controller) request(ctx context.Context, sw dcs.Switchover, from string
 		if err != nil {
 			continue
 		}
-		if st.Switchover == nil && st.Leader != nil && st.Leader.Name != from {
+		if st.Switchover != nil {
+			continue
+		}
+		if r := st.SwitchoverResult; r != nil && r.Revision == rev && r.Aborted {
+			return fmt.Errorf("switchover aborted: %s: %w", r.Reason, api.ErrNotPossible)
+		}
+		if st.Leader != nil && st.Leader.Name != from {
 			if m, ok := st.Member(st.Leader.Name); ok && m.Role == string(ha.RolePrimary) && m.Healthy {
 				if sw.To != "" && st.Leader.Name != sw.To {
 					return fmt.Errorf("%s became leader instead of %s: %w", st.Leader.Name, sw.To, api.ErrConflict)
 				}
 				return nil
-			}
-		}
-		if st.Switchover == nil && st.Leader != nil && st.Leader.Name == from {
-			if m, ok := st.Member(from); ok && m.Role == string(ha.RolePrimary) {
-				return fmt.Errorf("the leader cancelled the switchover (no eligible target; see its log): %w", api.ErrNotPossible)
 			}
 		}
 	}

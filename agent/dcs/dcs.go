@@ -8,7 +8,9 @@
 //	config          JSON Config (dynamic configuration)
 //	sync            JSON Sync {leader, standbys}
 //	switchover      JSON Switchover {from, to, scheduled_at}
-//	initialize      the system identifier, created once
+//	switchover_result JSON SwitchoverResult: how the last request ended
+//	initialize      the system identifier, created once ("pending:<name>",
+//	                on the bootstrapper's leader lease, while it runs initdb)
 //	history         JSON []HistoryEntry
 //	status          JSON Status
 //
@@ -147,6 +149,9 @@ const (
 	KeyConfig     = "config"
 	KeySync       = "sync"
 	KeySwitchover = "switchover"
+	// KeySwitchoverResult is not under KeySwitchover's name as a prefix
+	// of a directory: Read tells the keys apart by their full name.
+	KeySwitchoverResult = "switchover_result"
 	KeyInitialize = "initialize"
 	KeyHistory    = "history"
 	KeyStatus     = "status"

@@ -278,10 +278,10 @@ func TestSingleMember(t *testing.T) {
 
 	t.Run("initialize is created once", func(t *testing.T) {
 		a, b := newClient(t, eps, "init"), newClient(t, eps, "init")
-		if id, err := a.Initialize(ctx, "7001"); err != nil || id != "7001" {
+		if id, err := a.Initialize(ctx, "7001", nil); err != nil || id != "7001" {
 			t.Fatalf("first initialize: %q %v", id, err)
 		}
-		id, err := b.Initialize(ctx, "7002")
+		id, err := b.Initialize(ctx, "7002", nil)
 		if !errors.Is(err, ErrAlreadyInitialized) || id != "7001" {
 			t.Fatalf("second initialize: %q %v, want 7001 ErrAlreadyInitialized", id, err)
 		}
@@ -294,6 +294,47 @@ func TestSingleMember(t *testing.T) {
 		}
 		if got := read(t, b).Initialize; got != "7003" {
 			t.Errorf("initialize = %q, want 7003", got)
+		}
+	})
+
+	t.Run("a pending initialize claim expires with its lease, the system identifier does not", func(t *testing.T) {
+		a, b := newClient(t, eps, "init-lease"), newClient(t, eps, "init-lease")
+		la := grant(t, a, time.Second)
+		if _, err := a.Initialize(ctx, "pending:a", la); err != nil {
+			t.Fatal(err)
+		}
+		s := read(t, b)
+		if s.Initialize != "pending:a" || s.InitializeLease != la.ID() {
+			t.Fatalf("initialize = %q on lease %x, want pending:a on %x", s.Initialize, s.InitializeLease, la.ID())
+		}
+		if id, err := b.Initialize(ctx, "pending:b", nil); !errors.Is(err, ErrAlreadyInitialized) || id != "pending:a" {
+			t.Fatalf("claim while a's is alive: %q %v, want pending:a ErrAlreadyInitialized", id, err)
+		}
+		// a dies: nobody renews its lease, and the claim goes with it.
+		eventually(t, 10*time.Second, func() error {
+			if s := read(t, b); s.Initialize != "" {
+				return fmt.Errorf("initialize still %q", s.Initialize)
+			}
+			return nil
+		})
+		lb := grant(t, b, time.Second)
+		if _, err := b.Initialize(ctx, "pending:b", lb); err != nil {
+			t.Fatal(err)
+		}
+		// a's late write of its system identifier is refused: the claim
+		// it read is gone.
+		if err := a.SetInitialize(ctx, "7001", s.InitializeRevision); !errors.Is(err, ErrConflict) {
+			t.Fatalf("stale bootstrapper's SetInitialize: %v, want ErrConflict", err)
+		}
+		s = read(t, b)
+		if err := b.SetInitialize(ctx, "7002", s.InitializeRevision); err != nil {
+			t.Fatal(err)
+		}
+		if err := lb.Revoke(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if s := read(t, a); s.Initialize != "7002" || s.InitializeLease != 0 {
+			t.Fatalf("initialize = %q on lease %x after the lease was revoked, want 7002 on none", s.Initialize, s.InitializeLease)
 		}
 	})
 
@@ -343,7 +384,8 @@ func TestSingleMember(t *testing.T) {
 		}
 
 		sw := Switchover{From: "a", To: "b"}
-		if err := c.SetSwitchover(ctx, sw, 0); err != nil {
+		swRev, err := c.SetSwitchover(ctx, sw, 0)
+		if err != nil {
 			t.Fatal(err)
 		}
 		s = read(t, c)
@@ -359,14 +401,20 @@ func TestSingleMember(t *testing.T) {
 		if s.Status == nil || s.Status.LastLSN != 42 {
 			t.Errorf("status %+v", s.Status)
 		}
-		if err := c.ClearSwitchover(ctx, s.SwitchoverRevision-1); !errors.Is(err, ErrConflict) {
+		if s.SwitchoverRevision != swRev {
+			t.Errorf("switchover revision %d, SetSwitchover said %d", s.SwitchoverRevision, swRev)
+		}
+		if err := c.ClearSwitchover(ctx, s.SwitchoverRevision-1, "stale"); !errors.Is(err, ErrConflict) {
 			t.Errorf("stale clear: %v, want ErrConflict", err)
 		}
-		if err := c.ClearSwitchover(ctx, s.SwitchoverRevision); err != nil {
+		if err := c.ClearSwitchover(ctx, s.SwitchoverRevision, "b is not healthy"); err != nil {
 			t.Fatal(err)
 		}
 		if s = read(t, c); s.Switchover != nil {
 			t.Errorf("switchover after clear: %+v", s.Switchover)
+		}
+		if r := s.SwitchoverResult; r == nil || r.Revision != swRev || !r.Aborted || r.Reason != "b is not healthy" {
+			t.Errorf("switchover result %+v, want aborted request %d for \"b is not healthy\"", r, swRev)
 		}
 	})
 

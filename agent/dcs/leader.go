@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -115,23 +116,30 @@ func (c *Client) RegisterMember(ctx context.Context, m Member, lease *Lease) err
 	return nil
 }
 
-// Initialize creates the initialize key with the system identifier, once:
-// the member that creates it bootstraps the cluster. It returns
-// ErrAlreadyInitialized, and the identifier already stored, otherwise.
-func (c *Client) Initialize(ctx context.Context, systemID string) (string, error) {
+// Initialize creates the initialize key with value, once: the member that
+// creates it bootstraps the cluster. It returns ErrAlreadyInitialized, and
+// the value already stored, otherwise. With a lease, the key is attached to
+// it: a bootstrapper's "pending:<name>" claim lives on its leader lease,
+// so that a bootstrapper that dies frees the claim when the lease expires
+// (see docs/ha.md, "Bootstrap"). Without one the key is permanent.
+func (c *Client) Initialize(ctx context.Context, value string, lease *Lease) (string, error) {
 	rctx, cancel := c.reqCtx(ctx)
 	defer cancel()
 	k := c.key(KeyInitialize)
+	var opts []clientv3.OpOption
+	if lease != nil {
+		opts = append(opts, clientv3.WithLease(lease.id))
+	}
 	resp, err := c.cli.Txn(rctx).
 		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
-		Then(clientv3.OpPut(k, systemID)).
+		Then(clientv3.OpPut(k, value, opts...)).
 		Else(clientv3.OpGet(k)).
 		Commit()
 	if err != nil {
 		return "", fmt.Errorf("dcs: initialize: %w", classify(ctx, err))
 	}
 	if resp.Succeeded {
-		return systemID, nil
+		return value, nil
 	}
 	cur := ""
 	if h := holder(resp); h != nil {
@@ -142,7 +150,8 @@ func (c *Client) Initialize(ctx context.Context, systemID string) (string, error
 
 // SetInitialize replaces the initialize key's value (the winner of the
 // initialize race stores the real system identifier after initdb),
-// guarded by its mod revision.
+// guarded by its mod revision. The new value is on no lease: the cluster's
+// identity is permanent.
 func (c *Client) SetInitialize(ctx context.Context, systemID string, modRevision int64) error {
 	return c.cas(ctx, KeyInitialize, systemID, modRevision, "")
 }
@@ -162,20 +171,31 @@ func (c *Client) SetSync(ctx context.Context, leader string, s Sync, modRevision
 }
 
 // SetSwitchover requests a switchover if the switchover key's mod revision
-// is still modRevision (0: no switchover may be pending).
-func (c *Client) SetSwitchover(ctx context.Context, s Switchover, modRevision int64) error {
-	return c.casJSON(ctx, KeySwitchover, s, modRevision, "")
+// is still modRevision (0: no switchover may be pending). It returns the
+// request's revision, which identifies its outcome (SwitchoverResult).
+func (c *Client) SetSwitchover(ctx context.Context, s Switchover, modRevision int64) (int64, error) {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return 0, fmt.Errorf("dcs: encode %s: %w", KeySwitchover, err)
+	}
+	return c.casRev(ctx, KeySwitchover, string(b), modRevision, "")
 }
 
 // ClearSwitchover deletes the switchover key if its mod revision is still
-// modRevision.
-func (c *Client) ClearSwitchover(ctx context.Context, modRevision int64) error {
+// modRevision. A non-empty outcome (why the request was cancelled or
+// aborted) is stored in the same txn as the switchover_result key, for the
+// caller who asked for it; an empty one (done) leaves a result saying so.
+func (c *Client) ClearSwitchover(ctx context.Context, modRevision int64, outcome string) error {
+	b, err := json.Marshal(SwitchoverResult{Revision: modRevision, Aborted: outcome != "", Reason: outcome, Time: time.Now().UTC()})
+	if err != nil {
+		return fmt.Errorf("dcs: encode %s: %w", KeySwitchoverResult, err)
+	}
 	rctx, cancel := c.reqCtx(ctx)
 	defer cancel()
 	k := c.key(KeySwitchover)
 	resp, err := c.cli.Txn(rctx).
 		If(clientv3.Compare(clientv3.ModRevision(k), "=", modRevision)).
-		Then(clientv3.OpDelete(k)).
+		Then(clientv3.OpDelete(k), clientv3.OpPut(c.key(KeySwitchoverResult), string(b))).
 		Commit()
 	if err != nil {
 		return fmt.Errorf("dcs: clear switchover: %w", classify(ctx, err))
@@ -207,6 +227,12 @@ func (c *Client) casJSON(ctx context.Context, key string, v any, modRevision int
 // cas puts value at key if its mod revision is modRevision (-1: any) and,
 // when leader is set, the leader key holds leader.
 func (c *Client) cas(ctx context.Context, key, value string, modRevision int64, leader string) error {
+	_, err := c.casRev(ctx, key, value, modRevision, leader)
+	return err
+}
+
+// casRev is cas returning the revision of the write.
+func (c *Client) casRev(ctx context.Context, key, value string, modRevision int64, leader string) (int64, error) {
 	rctx, cancel := c.reqCtx(ctx)
 	defer cancel()
 	k, lk := c.key(key), c.key(KeyLeader)
@@ -222,15 +248,15 @@ func (c *Client) cas(ctx context.Context, key, value string, modRevision int64, 
 		Else(clientv3.OpGet(lk)).
 		Commit()
 	if err != nil {
-		return fmt.Errorf("dcs: write %s: %w", key, classify(ctx, err))
+		return 0, fmt.Errorf("dcs: write %s: %w", key, classify(ctx, err))
 	}
 	if resp.Succeeded {
-		return nil
+		return resp.Header.Revision, nil
 	}
 	if leader != "" {
 		if h := holder(resp); h == nil || h.Name != leader {
-			return fmt.Errorf("dcs: write %s: %w", key, ErrNotLeader)
+			return 0, fmt.Errorf("dcs: write %s: %w", key, ErrNotLeader)
 		}
 	}
-	return fmt.Errorf("dcs: write %s: %w", key, ErrConflict)
+	return 0, fmt.Errorf("dcs: write %s: %w", key, ErrConflict)
 }

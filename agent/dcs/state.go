@@ -75,6 +75,12 @@ type Config struct {
 	// MasterStartTimeout is how long a crashed primary may take to restart
 	// while holding the leader key before it releases it (seconds).
 	MasterStartTimeout int `json:"master_start_timeout,omitempty"`
+	// SwitchoverTimeout bounds a switchover from the old primary's
+	// demotion (seconds): when the target has not replayed everything by
+	// then, or has not taken the leader key after the handover, the
+	// switchover is aborted and the old primary resumes (or, once the key
+	// is released, the cluster fails over as usual). 0: DefaultConfig's.
+	SwitchoverTimeout int `json:"switchover_timeout,omitempty"`
 	// UsePgRewind allows a diverged former primary to rejoin by pg_rewind.
 	UsePgRewind bool `json:"use_pg_rewind,omitempty"`
 	// RemoveDataDirectoryOnDivergence allows reinitializing (re-cloning) a
@@ -85,7 +91,8 @@ type Config struct {
 // DefaultConfig is Patroni's defaults.
 func DefaultConfig() Config {
 	return Config{TTL: 30, LoopWait: 10, RetryTimeout: 10, MaximumLagOnFailover: 1 << 20,
-		SynchronousMode: SyncOff, SynchronousNodeCount: 1, MasterStartTimeout: 300, UsePgRewind: true}
+		SynchronousMode: SyncOff, SynchronousNodeCount: 1, MasterStartTimeout: 300, UsePgRewind: true,
+		SwitchoverTimeout: 30}
 }
 
 // Sync is the sync key: the standbys the leader has made synchronous.
@@ -102,6 +109,18 @@ type Switchover struct {
 	From        string    `json:"from,omitempty"`
 	To          string    `json:"to,omitempty"`
 	ScheduledAt time.Time `json:"scheduled_at,omitzero"`
+}
+
+// SwitchoverResult is how the last switchover request ended, written by
+// the member that cleared it, so that whoever asked can report why.
+type SwitchoverResult struct {
+	// Revision is the request's revision (the switchover key's mod
+	// revision when it was written).
+	Revision int64 `json:"revision"`
+	// Aborted: the switchover was cancelled or aborted, for Reason.
+	Aborted bool      `json:"aborted,omitempty"`
+	Reason  string    `json:"reason,omitempty"`
+	Time    time.Time `json:"time"`
 }
 
 // HistoryEntry records one promotion.
@@ -144,9 +163,13 @@ type ClusterState struct {
 	SyncRevision       int64
 	Switchover         *Switchover
 	SwitchoverRevision int64
-	// Initialize is the system identifier ("" when not initialized yet).
+	SwitchoverResult   *SwitchoverResult
+	// Initialize is the system identifier ("" when not initialized yet),
+	// or "pending:<member>" while that member bootstraps, on the lease
+	// InitializeLease (0: permanent).
 	Initialize         string
 	InitializeRevision int64
+	InitializeLease    int64
 	History            []HistoryEntry
 	HistoryRevision    int64
 	Status             *Status
@@ -196,9 +219,13 @@ func (c *Client) Read(ctx context.Context) (*ClusterState, error) {
 			s.Switchover = &Switchover{}
 			derr = json.Unmarshal(kv.Value, s.Switchover)
 			s.SwitchoverRevision = kv.ModRevision
+		case k == KeySwitchoverResult:
+			s.SwitchoverResult = &SwitchoverResult{}
+			derr = json.Unmarshal(kv.Value, s.SwitchoverResult)
 		case k == KeyInitialize:
 			s.Initialize = string(kv.Value)
 			s.InitializeRevision = kv.ModRevision
+			s.InitializeLease = kv.Lease
 		case k == KeyHistory:
 			derr = json.Unmarshal(kv.Value, &s.History)
 			s.HistoryRevision = kv.ModRevision

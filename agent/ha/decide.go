@@ -141,6 +141,11 @@ func decideInit(v View, leader *dcs.LeaderKey, leaderIsMe bool) (Decision, bool)
 		// never runs without a valid lease (rule 1 would fence it).
 		return decide("cluster not initialized: racing to bootstrap it",
 			Action{Kind: RaceInitialize, Value: InitializePending + me}, act(AcquireLeader), act(Bootstrap)), true
+	case init == InitializePending+me && v.DCS.InitializeLease != 0 && v.DCS.InitializeLease != v.LeaseID:
+		// A claim of an earlier run of this agent, on a lease nobody
+		// renews any more: bootstrapping under it would let it expire
+		// half-way and another member claim the cluster meanwhile.
+		return decide("initialize claim of a previous run of this agent: waiting for its lease to expire"), true
 	case init == InitializePending+me:
 		lead := act(AcquireLeader)
 		if leaderIsMe && v.LeaseValid() && v.LeaseID != 0 && leader.Lease == v.LeaseID {
@@ -220,19 +225,22 @@ func decidePrimary(v View) Decision {
 	st, me := v.DCS, v.Self.Name
 	acts := []Action{act(RenewLeader)}
 	if sw := st.Switchover; sw != nil {
-		clear := Action{Kind: ClearSwitchover, Revision: st.SwitchoverRevision}
+		clear := func(outcome string) Action {
+			return Action{Kind: ClearSwitchover, Revision: st.SwitchoverRevision, Value: outcome}
+		}
 		switch {
 		case sw.To == me:
-			return decide("switchover to me done: clearing the request", append(acts, clear)...)
+			return decide("switchover to me done: clearing the request", append(acts, clear(""))...)
 		case sw.From != "" && sw.From != me:
-			return decide("switchover request from "+sw.From+", not the leader: clearing it", append(acts, clear)...)
+			why := sw.From + " is not the leader (" + me + " is)"
+			return decide("switchover request from "+sw.From+", not the leader: clearing it", append(acts, clear(why))...)
 		case !sw.ScheduledAt.IsZero() && v.WallClock.Before(sw.ScheduledAt):
 			acts = append(acts, syncActions(v)...)
 			return decide("switchover scheduled at "+sw.ScheduledAt.UTC().Format(time.RFC3339), acts...)
 		}
 		target, why := switchoverTarget(v)
 		if target == "" {
-			return decide("switchover cancelled: "+why, append(acts, clear)...)
+			return decide("switchover cancelled: "+why, append(acts, clear(why))...)
 		}
 		return decide("switchover to "+target+": stopping writes", append(acts, actTo(Demote, target))...)
 	}
@@ -263,19 +271,43 @@ func switchoverTarget(v View) (string, string) {
 }
 
 // decideSwitchoverHandover: the demoted primary still holds the key and
-// waits for the target to replay everything it wrote, then hands over.
+// waits for the target to replay everything it wrote, then hands over. A
+// switchover that cannot complete within switchover_timeout of the
+// demotion is aborted: the old primary resumes, and the request's outcome
+// says why.
 func decideSwitchoverHandover(v View) Decision {
 	st := v.DCS
+	abort := func(why string) Decision {
+		return decide("switchover aborted ("+why+"): resuming as primary",
+			act(RenewLeader), Action{Kind: ClearSwitchover, Revision: st.SwitchoverRevision, Value: why}, Action{Kind: StartPostgres, Primary: true})
+	}
 	target, why := switchoverTarget(v)
 	if target == "" {
-		return decide("switchover aborted ("+why+"): resuming as primary",
-			act(RenewLeader), Action{Kind: ClearSwitchover, Revision: st.SwitchoverRevision}, Action{Kind: StartPostgres, Primary: true})
+		return abort(why)
 	}
 	m, _ := st.Member(target)
 	if m.ReplayedLSN >= v.Self.WrittenLSN {
 		return decide(fmt.Sprintf("switchover: %s replayed up to %X: handing over the leader key", target, v.Self.WrittenLSN), act(ReleaseLeader))
 	}
+	if limit := switchoverTimeout(v); switchoverOverdue(v) {
+		return abort(fmt.Sprintf("%s did not replay up to %X within the switchover timeout %s (at %X)", target, v.Self.WrittenLSN, limit, m.ReplayedLSN))
+	}
 	return decide(fmt.Sprintf("switchover: waiting for %s to replay %X (at %X)", target, v.Self.WrittenLSN, m.ReplayedLSN), act(RenewLeader))
+}
+
+// switchoverTimeout is the dynamic configuration's switchover_timeout.
+func switchoverTimeout(v View) time.Duration {
+	s := v.Config.SwitchoverTimeout
+	if s <= 0 {
+		s = dcs.DefaultConfig().SwitchoverTimeout
+	}
+	return time.Duration(s) * time.Second
+}
+
+// switchoverOverdue: the old primary, stopped since its demotion, has
+// waited longer than switchover_timeout.
+func switchoverOverdue(v View) bool {
+	return v.Self.DownSince > 0 && v.Now-v.Self.DownSince > switchoverTimeout(v)
 }
 
 func decideFollower(v View, leader string) Decision {
@@ -314,6 +346,16 @@ func decideNoLeader(v View) Decision {
 	st, me := v.DCS, v.Self.Name
 	if v.Self.Role == RolePrimary { // lease still valid: the key was removed under us
 		return decide("no leader key while primary with a valid lease: retaking it", act(AcquireLeader))
+	}
+	if sw := st.Switchover; sw != nil && sw.From == me && v.Self.WasPrimary && switchoverOverdue(v) {
+		// The old primary handed the key over and nobody took it: the
+		// request goes, so that the failover rules apply again.
+		why := fmt.Sprintf("%s did not take the leader key within the switchover timeout %s", sw.To, switchoverTimeout(v))
+		if sw.To == "" {
+			why = fmt.Sprintf("no member took the leader key within the switchover timeout %s", switchoverTimeout(v))
+		}
+		return decide("switchover aborted ("+why+"): cancelling it, failover rules apply",
+			Action{Kind: ClearSwitchover, Revision: st.SwitchoverRevision, Value: why})
 	}
 	if sw := st.Switchover; sw != nil && sw.To != "" && sw.To != me {
 		if m, ok := st.Member(sw.To); ok && ineligible(v, m) == "" {

@@ -286,6 +286,25 @@ func TestDecide(t *testing.T) {
 			want: []string{"renew_leader", "set_initialize(7777)"},
 		},
 		{
+			name: "initialize claim on my own lease: bootstrap",
+			v: leaderView(self(RoleStopped, 0, func(s *Self) { s.DataDir, s.SystemID = false, "" }),
+				with(cluster(""), func(s *dcs.ClusterState) { s.Initialize, s.InitializeLease = "pending:a", myLease })),
+			want: []string{"acquire_leader", "bootstrap"},
+		},
+		{
+			name: "initialize claim of a previous run of this agent: wait for its lease to expire",
+			v: plainView(self(RoleStopped, 10, func(s *Self) { s.SystemID = "7777" }),
+				with(cluster(""), func(s *dcs.ClusterState) { s.Initialize, s.InitializeLease = "pending:a", 77 })),
+			want:   nil,
+			reason: "waiting for its lease to expire",
+		},
+		{
+			name: "bootstrapper's claim expired, its data directory stays: register it",
+			v: plainView(self(RoleStopped, 10, wasPrimary, func(s *Self) { s.SystemID = "7777" }),
+				with(cluster(""), func(s *dcs.ClusterState) { s.Initialize = "" })),
+			want: []string{"race_initialize(7777)"},
+		},
+		{
 			name: "another member is bootstrapping: wait",
 			v: plainView(self(RoleStopped, 0, func(s *Self) { s.DataDir, s.SystemID = false, "" }),
 				with(cluster(""), func(s *dcs.ClusterState) { s.Initialize = "pending:b" })),
@@ -649,6 +668,28 @@ func TestDecide(t *testing.T) {
 			reason: "waiting for b to replay",
 		},
 		{
+			name: "demoted primary still waits for the target just within the switchover timeout",
+			v: leaderView(self(RoleStopped, 500, wasPrimary, func(s *Self) { s.DownSince = now - 30*time.Second }),
+				with(cluster("a", b100), func(s *dcs.ClusterState) { s.Switchover = &dcs.Switchover{From: "a", To: "b"} })),
+			want:   []string{"renew_leader"},
+			reason: "waiting for b to replay",
+		},
+		{
+			name: "demoted primary aborts when the target has not caught up within the switchover timeout",
+			v: leaderView(self(RoleStopped, 500, wasPrimary, func(s *Self) { s.DownSince = now - 31*time.Second }),
+				with(cluster("a", b100), func(s *dcs.ClusterState) { s.Switchover = &dcs.Switchover{From: "a", To: "b"} })),
+			want:   []string{"renew_leader", "clear_switchover", "start(primary)"},
+			reason: "b did not replay up to 1F4 within the switchover timeout 30s",
+		},
+		{
+			name: "switchover timeout is the dynamic configuration's",
+			v: withCfg(leaderView(self(RoleStopped, 500, wasPrimary, func(s *Self) { s.DownSince = now - 6*time.Second }),
+				with(cluster("a", b100), func(s *dcs.ClusterState) { s.Switchover = &dcs.Switchover{From: "a", To: "b"} })),
+				func(c *dcs.Config) { c.SwitchoverTimeout = 5 }),
+			want:   []string{"renew_leader", "clear_switchover", "start(primary)"},
+			reason: "switchover timeout 5s",
+		},
+		{
 			name: "demoted primary hands over once the target caught up",
 			v: leaderView(self(RoleStopped, 500, wasPrimary), with(cluster("a", mem("b", RoleReplica, 500)), func(s *dcs.ClusterState) {
 				s.Switchover = &dcs.Switchover{From: "a", To: "b"}
@@ -684,6 +725,13 @@ func TestDecide(t *testing.T) {
 				s.Switchover = &dcs.Switchover{From: "a", To: "b"}
 			})),
 			want: nil,
+		},
+		{
+			name: "old primary cancels a handed-over switchover nobody completed within the timeout",
+			v: plainView(self(RoleStopped, 500, wasPrimary, func(s *Self) { s.DownSince = now - 31*time.Second }),
+				with(cluster("", b100), func(s *dcs.ClusterState) { s.Switchover = &dcs.Switchover{From: "a", To: "b"} })),
+			want:   []string{"clear_switchover"},
+			reason: "b did not take the leader key within the switchover timeout",
 		},
 		{
 			name: "new leader clears the finished switchover",

@@ -60,7 +60,9 @@ const (
 	// PublishSync writes the sync key {leader: self, Standbys, Quorum},
 	// CAS on Revision.
 	PublishSync Kind = "publish_sync"
-	// ClearSwitchover deletes the switchover key (CAS on Revision).
+	// ClearSwitchover deletes the switchover key (CAS on Revision) and
+	// records its outcome: Value is why it was cancelled or aborted, ""
+	// when it is done.
 	ClearSwitchover Kind = "clear_switchover"
 )
 
