@@ -152,9 +152,9 @@ const (
 	// KeySwitchoverResult is not under KeySwitchover's name as a prefix
 	// of a directory: Read tells the keys apart by their full name.
 	KeySwitchoverResult = "switchover_result"
-	KeyInitialize = "initialize"
-	KeyHistory    = "history"
-	KeyStatus     = "status"
+	KeyInitialize       = "initialize"
+	KeyHistory          = "history"
+	KeyStatus           = "status"
 )
 
 func (c *Client) key(k string) string { return c.prefix + k }
