@@ -15,6 +15,20 @@ import (
 	"github.com/pgherd/pgherd/agent/pg"
 )
 
+// doBounded carries out one action; for a leader with a valid lease, it
+// must end by the fencing deadline (the loop's next pass renews or fences
+// by then). Fencing itself is never cut short, nor is initdb, which runs
+// before this member's PostgreSQL exists (keepBusy renews the lease
+// meanwhile).
+func (a *Agent) doBounded(ctx context.Context, v ha.View, act ha.Action) error {
+	if act.Kind == ha.Fence || act.Kind == ha.Bootstrap {
+		return a.do(ctx, v, act)
+	}
+	bctx, cancel := a.untilFence(ctx)
+	defer cancel()
+	return a.do(bctx, v, act)
+}
+
 // do carries out one action. An error stops the Decision's remaining
 // actions; the next pass decides again from what is then true.
 func (a *Agent) do(ctx context.Context, v ha.View, act ha.Action) error {
@@ -55,7 +69,7 @@ func (a *Agent) do(ctx context.Context, v ha.View, act ha.Action) error {
 		// superuser may call.
 		src := a.connInfo(v, act.Target)
 		src.User, src.Password = a.cfg.Postgres.Superuser.User, a.cfg.Postgres.Superuser.Password
-		if err := a.pg.Rewind(ctx, src); err != nil {
+		if err := a.keepBusy(ctx, v, "rewinding", false, func() error { return a.pg.Rewind(ctx, src) }); err != nil {
 			return err
 		}
 		if err := a.pg.ConfigureStandby(ctx, a.connInfo(v, act.Target), pg.SlotName(me)); err != nil {
@@ -64,7 +78,7 @@ func (a *Agent) do(ctx context.Context, v ha.View, act ha.Action) error {
 		return a.pg.Start(ctx)
 	case ha.CloneFromLeader, ha.Reinitialize:
 		opts := pg.CloneOptions{Slot: pg.SlotName(me), MoveAside: act.Kind == ha.Reinitialize}
-		if err := a.pg.Clone(ctx, a.connInfo(v, act.Target), opts); err != nil {
+		if err := a.keepBusy(ctx, v, "cloning", false, func() error { return a.pg.Clone(ctx, a.connInfo(v, act.Target), opts) }); err != nil {
 			return err
 		}
 		if err := a.pg.ConfigureStandby(ctx, a.connInfo(v, act.Target), pg.SlotName(me)); err != nil {
@@ -72,7 +86,7 @@ func (a *Agent) do(ctx context.Context, v ha.View, act ha.Action) error {
 		}
 		return a.pg.Start(ctx)
 	case ha.Bootstrap:
-		return a.bootstrap(ctx)
+		return a.bootstrap(ctx, v)
 	case ha.AcquireLeader:
 		lease, err := a.freshLease(ctx)
 		if err != nil {
@@ -190,7 +204,7 @@ func (a *Agent) connInfo(v ha.View, name string) pg.ConnInfo {
 // bootstrap creates the cluster: initdb with checksums, this spec's
 // pg_hba.conf and parameters, then starts it as primary (the leader pass
 // then sets up the roles, see ensureRoles).
-func (a *Agent) bootstrap(ctx context.Context) error {
+func (a *Agent) bootstrap(ctx context.Context, v ha.View) error {
 	ok, err := a.pg.Initialized()
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
@@ -198,7 +212,12 @@ func (a *Agent) bootstrap(ctx context.Context) error {
 	if ok {
 		return nil
 	}
-	if err := a.pg.InitDB(ctx, pg.InitOptions{Parameters: a.parameters()}); err != nil {
+	// initdb may outlast the ttl on a slow disk: the leader lease, which
+	// also holds the initialize claim, is renewed meanwhile. Nothing
+	// runs that could accept a write, so renewing from aside is safe.
+	if err := a.keepBusy(ctx, v, "bootstrapping", true, func() error {
+		return a.pg.InitDB(ctx, pg.InitOptions{Parameters: a.parameters()})
+	}); err != nil {
 		return err
 	}
 	if err := a.writeHBA(); err != nil {
@@ -326,6 +345,12 @@ func sameConfig(have, want dcs.Config) bool {
 }
 
 func (a *Agent) registerMember(ctx context.Context, v ha.View) error {
+	return a.publishMember(ctx, a.member(v))
+}
+
+// publishMember writes m on the member lease, renewing it first (or
+// granting a new one when it expired).
+func (a *Agent) publishMember(ctx context.Context, m dcs.Member) error {
 	if a.memberLease != nil {
 		if _, err := a.memberLease.Renew(ctx); err != nil {
 			a.memberLease = nil
@@ -338,5 +363,5 @@ func (a *Agent) registerMember(ctx context.Context, v ha.View) error {
 		}
 		a.memberLease = l
 	}
-	return a.dcs.RegisterMember(ctx, a.member(v), a.memberLease)
+	return a.dcs.RegisterMember(ctx, m, a.memberLease)
 }

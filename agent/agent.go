@@ -315,17 +315,22 @@ func (a *Agent) pass(ctx context.Context) (ha.Decision, bool) {
 		}
 	}
 	for _, act := range dec.Actions {
-		if err := a.do(ctx, v, act); err != nil {
+		if err := a.doBounded(ctx, v, act); err != nil {
 			a.log.Warn("action failed", "action", act.String(), "err", err)
 			break
 		}
 	}
+	// A leader's bookkeeping is bounded by its (renewed) fencing
+	// deadline: nothing after the renewal may delay the next pass, whose
+	// renewal or fence is due by then.
+	actx, cancel := a.untilFence(ctx)
+	defer cancel()
 	if v.DCS != nil && !registered {
-		if err := a.registerMember(ctx, v); err != nil {
+		if err := a.registerMember(actx, v); err != nil {
 			a.log.Warn("publishing this member", "err", err)
 		}
 	}
-	a.afterPass(ctx, v)
+	a.afterPass(actx, v)
 	if v.Self.ShuttingDown && a.leaderLease == nil {
 		if up, err := a.pg.Running(); err == nil && !up {
 			return dec, true

@@ -18,7 +18,13 @@ import (
 // observe gathers one View: the local PostgreSQL, one linearizable read of
 // the DCS (nil when it failed), and the agent's own lease.
 func (a *Agent) observe(ctx context.Context) ha.View {
-	st, err := a.pg.Status(ctx)
+	// A leader's look at its own PostgreSQL is bounded by the fencing
+	// deadline like its etcd calls: a server that accepts a connection
+	// but does not answer must not hold the loop past the deadline (the
+	// view is then "unknown", which fences past the deadline).
+	pctx, cancel := a.untilFence(ctx)
+	st, err := a.pg.Status(pctx)
+	cancel()
 	if err != nil {
 		a.log.Warn("observing postgres", "err", err)
 		st = pg.Status{State: pg.StateStarting, ConnError: err.Error()}
@@ -66,10 +72,14 @@ func (a *Agent) observe(ctx context.Context) ha.View {
 // errFenceFirst is why a pass that must fence did not read etcd.
 var errFenceFirst = errors.New("fencing deadline passed: fencing before reading etcd")
 
-// fenceDue reports that PostgreSQL runs as a primary while this agent's
-// leader lease is past its fencing deadline.
+// fenceDue reports that PostgreSQL runs as a primary, or runs and did not
+// say what it is, while this agent's leader lease is past its fencing
+// deadline.
 func (a *Agent) fenceDue(st pg.Status) bool {
-	if a.leaderLease == nil || st.State != pg.StateRunning || st.InRecovery {
+	if a.leaderLease == nil {
+		return false
+	}
+	if !(st.State == pg.StateRunning && !st.InRecovery || st.State == pg.StateStarting) {
 		return false
 	}
 	d := a.leaderLease.Deadline()

@@ -14,7 +14,8 @@ import (
 //
 //  1. Fencing: a primary without a valid lease (Now ≥ LeaseDeadline, or no
 //     lease at all, including after a freeze) fences before anything else,
-//     whatever the DCS read says.
+//     whatever the DCS read says; so does a leader past its deadline whose
+//     PostgreSQL state is unknown.
 //  2. Clean shutdown: stop, and hand the leader key over at once.
 //  3. DCS unreachable: a primary keeps its writes only until its deadline;
 //     replicas keep serving reads; nothing else happens.
@@ -46,7 +47,10 @@ func decideRules(v View) Decision {
 
 	// 1. Fencing first. Only a renewal sent after a thaw can restore
 	// leadership, so a stale DCS read saying "leader: me" does not help.
-	if v.Self.Role == RolePrimary && !v.LeaseValid() {
+	// A leader whose PostgreSQL could not be observed (it runs but did not
+	// answer in time) may be a primary accepting writes: past its
+	// deadline it fences too.
+	if (v.Self.Role == RolePrimary || v.Self.Role == RoleUnknown && v.LeaseDeadline > 0) && !v.LeaseValid() {
 		why := "lease deadline passed"
 		if v.LeaseDeadline == 0 {
 			why = "primary holds no leader lease"

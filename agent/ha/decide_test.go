@@ -122,6 +122,22 @@ func TestDecide(t *testing.T) {
 			reason: "deadline passed",
 		},
 		{
+			name: "leader past its deadline whose postgres did not answer fences",
+			v: func() View {
+				v := leaderView(self(RoleUnknown, 0), nil)
+				v.Config = cfg()
+				v.Now = deadline + time.Second
+				return v
+			}(),
+			want:   []string{"fence"},
+			reason: "DCS unreachable: fencing",
+		},
+		{
+			name: "leader within its deadline whose postgres did not answer keeps the key",
+			v:    leaderView(self(RoleUnknown, 0), cluster("a", mem("b", RoleReplica, 100))),
+			want: []string{"renew_leader"},
+		},
+		{
 			name: "primary exactly at its deadline fences",
 			v: func() View {
 				v := leaderView(self(RolePrimary, 500), cluster("a", aPrimary))

@@ -62,6 +62,9 @@ func TestDecideInvariants(t *testing.T) {
 		if v.Self.Role == RolePrimary && !v.LeaseValid() && (len(kinds) == 0 || kinds[0] != Fence) {
 			fail("primary without a valid lease did not fence first")
 		}
+		if v.Self.Role == RoleUnknown && v.LeaseDeadline > 0 && !v.LeaseValid() && (len(kinds) == 0 || kinds[0] != Fence) {
+			fail("leader past its deadline with postgres in an unknown state did not fence first")
+		}
 		becomesPrimary := -1
 		for j, a := range d.Actions {
 			if a.Kind == Promote || (a.Kind == StartPostgres && a.Primary) {
