@@ -234,7 +234,13 @@ func (a *Agent) bootstrap(ctx context.Context, v ha.View) error {
 	if _, err := a.leaderLease.Renew(ctx); err != nil {
 		return err
 	}
-	return a.pg.Start(ctx)
+	// The first start of the brand-new cluster keeps the lease, and with
+	// it the initialize claim, alive too: on a slow host it may outlast
+	// the ttl, and a claim lost here leaves an initdb'd directory that
+	// can never join. The new server holds no data yet, and pg_ctl
+	// returns as soon as it accepts connections: the next pass renews or
+	// fences as usual.
+	return a.keepBusy(ctx, v, "bootstrapping", true, func() error { return a.pg.Start(ctx) })
 }
 
 // ensureRoles gives the superuser its password, creates the replication
@@ -308,6 +314,9 @@ func (a *Agent) afterPass(ctx context.Context, v ha.View) {
 		return
 	}
 	isLeader := a.leaderLease != nil && v.DCS.Leader != nil && v.DCS.Leader.Name == a.cfg.Name
+	if !isLeader && v.Self.Role == ha.RoleReplica && v.DCS.Leader != nil && v.Self.Following == v.DCS.Leader.Name {
+		a.syncLogicalSlots(ctx, v)
+	}
 	if !isLeader || a.lastStatus.State != pg.StateRunning || a.lastStatus.InRecovery {
 		return
 	}
@@ -318,7 +327,16 @@ func (a *Agent) afterPass(ctx context.Context, v ha.View) {
 			a.rolesDone = true
 		}
 	}
-	if err := a.dcs.SetStatus(ctx, a.cfg.Name, dcs.Status{LastLSN: uint64(a.lastStatus.WriteLSN)}); err != nil {
+	status := dcs.Status{LastLSN: uint64(a.lastStatus.WriteLSN)}
+	if slots, err := a.pg.LogicalSlots(ctx); err != nil {
+		a.log.Warn("listing logical slots", "err", err)
+	} else {
+		status.Slots = map[string]dcs.LogicalSlot{}
+		for _, s := range slots {
+			status.Slots[s.Name] = dcs.LogicalSlot{Plugin: s.Plugin, Database: s.Database, ConfirmedFlush: uint64(s.ConfirmedFlushLSN)}
+		}
+	}
+	if err := a.dcs.SetStatus(ctx, a.cfg.Name, status); err != nil {
 		a.log.Debug("publishing the status key", "err", err)
 	}
 	var slots []string

@@ -36,6 +36,9 @@ type Agent struct {
 	lastStatus  pg.Status
 	rolesDone   bool
 	lastDecided string
+	// slotCopyFailed is when copying logical slots from the leader last
+	// failed (see syncLogicalSlots).
+	slotCopyFailed time.Time
 
 	snapshot     atomic.Pointer[api.Snapshot]
 	shuttingDown atomic.Bool
@@ -170,6 +173,9 @@ func (a *Agent) localConfig() dcs.Config {
 		c.SynchronousNodeCount = h.SynchronousNodeCount
 	}
 	c.SynchronousQuorum = h.SynchronousQuorum
+	if h.SwitchoverTimeout.Duration > 0 {
+		c.SwitchoverTimeout = max(1, int((h.SwitchoverTimeout.Duration+time.Second-1)/time.Second))
+	}
 	c.MasterStartTimeout = 0 // a crashed primary releases at once: failover beats a slow local restart
 	c.UsePgRewind = true
 	return c

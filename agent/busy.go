@@ -14,11 +14,11 @@ import (
 // key with the action as its pending state (so the member does not vanish
 // from the cluster, and the leader keeps its replication slot), and it
 // refreshes the API snapshot (so /liveness answers 200 and /patroni shows
-// the action). With renewLeader it also renews the leader lease: only for
-// an action that runs before this member's PostgreSQL exists (initdb
-// under the initialize claim), never while a primary could accept writes,
-// since the fencing invariant needs the renewals to come from the loop
-// that fences.
+// the action). With renewLeader it also renews the leader lease: only
+// while bootstrapping (initdb and the first start of the new, empty
+// cluster under the initialize claim), never while a primary with data
+// could accept writes, since the fencing invariant needs the renewals to
+// come from the loop that fences.
 //
 // The loop is blocked in fn meanwhile, so keepBusy's goroutine is the only
 // one using the member lease; it ends before keepBusy returns.

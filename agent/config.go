@@ -99,6 +99,9 @@ type Config struct {
 		Priority             int      `json:"priority"`
 		NoFailover           bool     `json:"nofailover"`
 		NoSync               bool     `json:"nosync"`
+		// SwitchoverTimeout bounds a switchover (see
+		// dcs.Config.SwitchoverTimeout); 0: the default.
+		SwitchoverTimeout Duration `json:"switchover_timeout,omitzero"`
 	} `json:"ha"`
 }
 

@@ -55,9 +55,13 @@ func (c *controller) request(ctx context.Context, sw dcs.Switchover, from string
 	}
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
+	aborted := ""
 	for {
 		select {
 		case <-ctx.Done():
+			if aborted != "" {
+				return fmt.Errorf("switchover aborted: %s; %s is not running as primary yet: %w", aborted, from, ctx.Err())
+			}
 			return fmt.Errorf("switchover requested but not finished in time: %w", ctx.Err())
 		case <-tick.C:
 		}
@@ -69,7 +73,15 @@ func (c *controller) request(ctx context.Context, sw dcs.Switchover, from string
 			continue
 		}
 		if r := st.SwitchoverResult; r != nil && r.Revision == rev && r.Aborted {
-			return fmt.Errorf("switchover aborted: %s: %w", r.Reason, api.ErrNotPossible)
+			if aborted == "" {
+				aborted = r.Reason
+			}
+			// The caller learns of the abort once the old primary takes
+			// writes again (or when ctx ends, saying so).
+			if m, ok := st.Member(from); from == "" || ok && st.Leader != nil && st.Leader.Name == from && m.Role == string(ha.RolePrimary) && m.Healthy {
+				return fmt.Errorf("switchover aborted: %s: %w", aborted, api.ErrNotPossible)
+			}
+			continue
 		}
 		if st.Leader != nil && st.Leader.Name != from {
 			if m, ok := st.Member(st.Leader.Name); ok && m.Role == string(ha.RolePrimary) && m.Healthy {

@@ -136,6 +136,19 @@ type HistoryEntry struct {
 type Status struct {
 	// LastLSN is the leader's last written WAL position.
 	LastLSN uint64 `json:"optime"`
+	// Slots are the leader's logical replication slots, which the
+	// replicas keep copies of so that they survive a failover; nil when
+	// the leader does not publish them (an older agent), empty when it
+	// has none.
+	Slots map[string]LogicalSlot `json:"slots"`
+}
+
+// LogicalSlot is a logical slot's identity and position on the leader.
+type LogicalSlot struct {
+	Plugin   string `json:"plugin"`
+	Database string `json:"database"`
+	// ConfirmedFlush is how far its consumer has confirmed (LSN).
+	ConfirmedFlush uint64 `json:"confirmed_flush_lsn"`
 }
 
 // LeaderKey is the leader key as read.

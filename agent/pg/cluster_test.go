@@ -365,7 +365,7 @@ func TestCluster(t *testing.T) {
 		}
 		confirmed := slots[0].ConfirmedFlushLSN
 		waitReplayed(t, r1, confirmed)
-		got, err := r1.AdvanceSlot(ctx, "sub1", confirmed)
+		got, err := r1.AdvanceSlot(ctx, "postgres", "sub1", confirmed)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -348,17 +348,26 @@ func validSlotName(name string) bool {
 // server (pg_replslot/<name>/state, via pg_read_binary_file), to carry a
 // logical slot from the primary to a standby with InstallSlotState.
 func (i *Instance) ReadSlotState(ctx context.Context, name string) ([]byte, error) {
+	return ReadSlotState(ctx, i.local(), name)
+}
+
+// ReadSlotState reads a slot's on-disk state file from the server at src
+// (a superuser connection: pg_read_binary_file). The file is what the
+// server last saved, never ahead of the slot in memory: its positions and
+// catalog_xmin are at most as advanced as the slot's, which is the safe
+// side for a copy.
+func ReadSlotState(ctx context.Context, src ConnInfo, name string) ([]byte, error) {
 	if !validSlotName(name) {
 		return nil, fmt.Errorf("pg: bad slot name %q", name)
 	}
-	conn, err := i.connect(ctx)
+	conn, err := connect(ctx, src)
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	var state []byte
 	if err := conn.QueryRow(ctx, "SELECT pg_read_binary_file('pg_replslot/' || $1::text || '/state')", name).Scan(&state); err != nil {
-		return nil, fmt.Errorf("pg: read slot %s state: %w", name, err)
+		return nil, fmt.Errorf("pg: read slot %s state from %s: %w", name, src.Host, err)
 	}
 	return state, nil
 }
@@ -391,10 +400,15 @@ func (i *Instance) InstallSlotState(name string, state []byte) error {
 // AdvanceSlot moves a slot's position forward to lsn (clamped by the
 // server to what it has flushed or replayed) with
 // pg_replication_slot_advance; on PostgreSQL 15 this works for a logical
-// slot on a standby too (it is fast-forward decoding of replayed WAL). It
-// returns the slot's new position.
-func (i *Instance) AdvanceSlot(ctx context.Context, name string, lsn LSN) (LSN, error) {
-	conn, err := i.connect(ctx)
+// slot on a standby too (it is fast-forward decoding of replayed WAL). A
+// logical slot is advanced from a connection to its own database
+// (database; "" for a physical slot). It returns the slot's new position.
+func (i *Instance) AdvanceSlot(ctx context.Context, database, name string, lsn LSN) (LSN, error) {
+	ci := i.local()
+	if database != "" {
+		ci.DBName = database
+	}
+	conn, err := connect(ctx, ci)
 	if err != nil {
 		return 0, err
 	}
@@ -404,4 +418,10 @@ func (i *Instance) AdvanceSlot(ctx context.Context, name string, lsn LSN) (LSN, 
 		return 0, fmt.Errorf("pg: advance slot %s to %s: %w", name, lsn, err)
 	}
 	return ParseLSN(end)
+}
+
+// DropSlot drops a replication slot of the local server; a slot that does
+// not exist is not an error.
+func (i *Instance) DropSlot(ctx context.Context, name string) error {
+	return i.exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, name)
 }

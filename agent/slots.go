@@ -1,0 +1,135 @@
+package agent
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/pgherd/pgherd/agent/ha"
+	"github.com/pgherd/pgherd/agent/pg"
+)
+
+// slotCopyRetry is how long a replica waits before it tries again to copy
+// logical slots from the leader after a failed attempt (each attempt
+// restarts the replica).
+const slotCopyRetry = time.Minute
+
+// syncLogicalSlots keeps this replica's copies of the leader's logical
+// slots (published in the status key every pass) so that they survive a
+// failover: change-data-capture consumers then resume on the new primary
+// with duplicates at worst, never a gap. See docs/ha.md, "Logical
+// replication slots".
+//
+//   - A slot the leader has and this replica lacks is copied: PostgreSQL
+//     15 cannot create a logical slot on a standby, so the slot's state
+//     file is read from the leader (pg_read_binary_file), the replica is
+//     stopped, the file installed in pg_replslot, and the replica started
+//     again. The copy holds the slot's catalog_xmin, which
+//     hot_standby_feedback carries to this replica's physical slot on the
+//     leader, so the leader keeps the catalog rows the copy may decode.
+//   - A copy behind the leader's confirmed position is advanced to it
+//     (pg_replication_slot_advance, clamped to what was replayed), never
+//     beyond: a consumer has confirmed at least that much on the leader.
+//   - A copy ahead of the leader's slot (this member's own slot from when
+//     it was primary) or of another plugin or database is dropped and
+//     copied again; a copy whose slot the leader no longer has is dropped.
+func (a *Agent) syncLogicalSlots(ctx context.Context, v ha.View) {
+	st := v.DCS.Status
+	if st == nil || st.Slots == nil {
+		return // a leader that does not publish its slots: leave ours alone
+	}
+	have, err := a.pg.LogicalSlots(ctx)
+	if err != nil {
+		a.log.Warn("logical slots: listing this replica's", "err", err)
+		return
+	}
+	var missing []string
+	for _, h := range have {
+		want, ok := st.Slots[h.Name]
+		switch {
+		case !ok:
+			a.dropSlotCopy(ctx, h, "the leader no longer has it")
+		case want.Plugin != h.Plugin || want.Database != h.Database:
+			a.dropSlotCopy(ctx, h, "the leader's slot of this name is another one")
+			missing = append(missing, h.Name)
+		case uint64(h.ConfirmedFlushLSN) > want.ConfirmedFlush:
+			a.dropSlotCopy(ctx, h, "it is ahead of the leader's ("+pg.LSN(want.ConfirmedFlush).String()+")")
+			missing = append(missing, h.Name)
+		case uint64(h.ConfirmedFlushLSN) < want.ConfirmedFlush:
+			to, err := a.pg.AdvanceSlot(ctx, h.Database, h.Name, pg.LSN(want.ConfirmedFlush))
+			if err != nil {
+				a.log.Warn("logical slots: advancing a copy", "slot", h.Name, "err", err)
+				continue
+			}
+			a.log.Debug("logical slot copy advanced", "slot", h.Name, "to", to, "leader", pg.LSN(want.ConfirmedFlush))
+		}
+	}
+	for name := range st.Slots {
+		if !slices.ContainsFunc(have, func(h pg.LogicalSlot) bool { return h.Name == name }) {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	slices.Sort(missing)
+	if time.Since(a.slotCopyFailed) < slotCopyRetry {
+		return
+	}
+	if err := a.copyLogicalSlots(ctx, v, missing); err != nil {
+		a.slotCopyFailed = time.Now()
+		a.log.Warn("logical slots: copying from the leader", "slots", missing, "err", err)
+	}
+}
+
+func (a *Agent) dropSlotCopy(ctx context.Context, h pg.LogicalSlot, why string) {
+	if h.Active {
+		a.log.Warn("logical slot copy in use on a replica: not dropped", "slot", h.Name, "why", why)
+		return
+	}
+	if err := a.pg.DropSlot(ctx, h.Name); err != nil {
+		a.log.Warn("logical slots: dropping a copy", "slot", h.Name, "err", err)
+		return
+	}
+	a.log.Info("logical slot copy dropped", "slot", h.Name, "why", why)
+}
+
+// copyLogicalSlots reads the named slots' state files from the leader and
+// installs them here, restarting this replica once for all of them.
+func (a *Agent) copyLogicalSlots(ctx context.Context, v ha.View, names []string) error {
+	params := a.parameters()
+	if params["wal_level"] != "logical" || params["hot_standby_feedback"] != "on" {
+		// Without wal_level = logical this replica would refuse to start
+		// with a logical slot; without hot_standby_feedback the leader
+		// could remove catalog rows the copy needs.
+		a.log.Warn("logical slots: not copied: the replicas need wal_level = logical and hot_standby_feedback = on",
+			"slots", names, "wal_level", params["wal_level"], "hot_standby_feedback", params["hot_standby_feedback"])
+		a.slotCopyFailed = time.Now()
+		return nil
+	}
+	src := a.connInfo(v, v.DCS.Leader.Name)
+	src.User, src.Password = a.cfg.Postgres.Superuser.User, a.cfg.Postgres.Superuser.Password
+	states := map[string][]byte{}
+	for _, n := range names {
+		b, err := pg.ReadSlotState(ctx, src, n)
+		if err != nil {
+			return err
+		}
+		states[n] = b
+	}
+	a.log.Info("logical slots: restarting this replica to install copies of the leader's slots", "slots", names)
+	if err := a.pg.Stop(ctx, pg.Fast); err != nil {
+		return err
+	}
+	var installErr error
+	for _, n := range names {
+		if err := a.pg.InstallSlotState(n, states[n]); err != nil {
+			installErr = err
+			break
+		}
+	}
+	if err := a.pg.Start(ctx); err != nil {
+		return err
+	}
+	return installErr
+}
