@@ -57,9 +57,9 @@ func (a *Agent) do(ctx context.Context, v ha.View, act ha.Action) error {
 			return a.pg.Start(ctx)
 		}
 		if act.Target != "" {
-			if err := a.pg.ConfigureStandby(ctx, a.connInfo(v, act.Target), pg.SlotName(me)); err != nil {
-				return err
-			}
+			// A standby's start waits until it is consistent, which may
+			// take a while of WAL replay.
+			return a.keepBusy(ctx, v, "starting", false, func() error { return a.startStandby(ctx, v, act.Target) })
 		}
 		return a.pg.Start(ctx)
 	case ha.FollowLeader:
@@ -69,22 +69,20 @@ func (a *Agent) do(ctx context.Context, v ha.View, act ha.Action) error {
 		// superuser may call.
 		src := a.connInfo(v, act.Target)
 		src.User, src.Password = a.cfg.Postgres.Superuser.User, a.cfg.Postgres.Superuser.Password
-		if err := a.keepBusy(ctx, v, "rewinding", false, func() error { return a.pg.Rewind(ctx, src) }); err != nil {
-			return err
-		}
-		if err := a.pg.ConfigureStandby(ctx, a.connInfo(v, act.Target), pg.SlotName(me)); err != nil {
-			return err
-		}
-		return a.pg.Start(ctx)
+		return a.keepBusy(ctx, v, "rewinding", false, func() error {
+			if err := a.pg.Rewind(ctx, src); err != nil {
+				return err
+			}
+			return a.startStandby(ctx, v, act.Target)
+		})
 	case ha.CloneFromLeader, ha.Reinitialize:
 		opts := pg.CloneOptions{Slot: pg.SlotName(me), MoveAside: act.Kind == ha.Reinitialize}
-		if err := a.keepBusy(ctx, v, "cloning", false, func() error { return a.pg.Clone(ctx, a.connInfo(v, act.Target), opts) }); err != nil {
-			return err
-		}
-		if err := a.pg.ConfigureStandby(ctx, a.connInfo(v, act.Target), pg.SlotName(me)); err != nil {
-			return err
-		}
-		return a.pg.Start(ctx)
+		return a.keepBusy(ctx, v, "cloning", false, func() error {
+			if err := a.pg.Clone(ctx, a.connInfo(v, act.Target), opts); err != nil {
+				return err
+			}
+			return a.startStandby(ctx, v, act.Target)
+		})
 	case ha.Bootstrap:
 		return a.bootstrap(ctx, v)
 	case ha.AcquireLeader:
@@ -168,6 +166,15 @@ func (a *Agent) do(ctx context.Context, v ha.View, act ha.Action) error {
 		return a.dcs.ClearSwitchover(ctx, act.Revision, act.Value)
 	}
 	return fmt.Errorf("unknown action %q", act.Kind)
+}
+
+// startStandby configures the data directory as a standby of target and
+// starts it (after a clone or a rewind).
+func (a *Agent) startStandby(ctx context.Context, v ha.View, target string) error {
+	if err := a.pg.ConfigureStandby(ctx, a.connInfo(v, target), pg.SlotName(a.cfg.Name)); err != nil {
+		return err
+	}
+	return a.pg.Start(ctx)
 }
 
 // freshLease grants a new leader lease; an old one is dropped (it cannot

@@ -94,11 +94,17 @@ func (c *controller) request(ctx context.Context, sw dcs.Switchover, from string
 	}
 }
 
+// Restart restarts PostgreSQL between two passes of the loop. On the
+// leader it is bounded by the fencing deadline like a pass (the loop
+// waits for it): a restart that would outlast the lease is cut short, and
+// the next pass starts the primary again under a renewed lease.
 func (c *controller) Restart(ctx context.Context) error {
 	a := c.a
 	a.actMu.Lock()
 	defer a.actMu.Unlock()
-	return a.pg.Restart(ctx)
+	rctx, cancel := a.untilFence(ctx)
+	defer cancel()
+	return a.pg.Restart(rctx)
 }
 
 func (c *controller) Reload(ctx context.Context) error {

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/pgherd/pgherd/agent/dcs"
 	"github.com/pgherd/pgherd/agent/ha"
 	"github.com/pgherd/pgherd/agent/pg"
 )
@@ -43,43 +44,65 @@ func (a *Agent) syncLogicalSlots(ctx context.Context, v ha.View) {
 		a.log.Warn("logical slots: listing this replica's", "err", err)
 		return
 	}
-	var missing []string
+	plan := planSlotSync(have, st.Slots)
+	for _, d := range plan.drop {
+		a.dropSlotCopy(ctx, d.slot, d.why)
+	}
+	for _, h := range plan.advance {
+		want := pg.LSN(st.Slots[h.Name].ConfirmedFlush)
+		to, err := a.pg.AdvanceSlot(ctx, h.Database, h.Name, want)
+		if err != nil {
+			a.log.Warn("logical slots: advancing a copy", "slot", h.Name, "err", err)
+			continue
+		}
+		a.log.Debug("logical slot copy advanced", "slot", h.Name, "to", to, "leader", want)
+	}
+	if len(plan.copy) == 0 || time.Since(a.slotCopyFailed) < slotCopyRetry {
+		return
+	}
+	if err := a.copyLogicalSlots(ctx, v, plan.copy); err != nil {
+		a.slotCopyFailed = time.Now()
+		a.log.Warn("logical slots: copying from the leader", "slots", plan.copy, "err", err)
+	}
+}
+
+// slotSync is what a replica does to its logical slot copies.
+type slotSync struct {
+	drop    []slotDrop
+	advance []pg.LogicalSlot
+	copy    []string // sorted
+}
+
+type slotDrop struct {
+	slot pg.LogicalSlot
+	why  string
+}
+
+// planSlotSync compares a replica's logical slots with the leader's.
+func planSlotSync(have []pg.LogicalSlot, want map[string]dcs.LogicalSlot) slotSync {
+	var p slotSync
 	for _, h := range have {
-		want, ok := st.Slots[h.Name]
+		w, ok := want[h.Name]
 		switch {
 		case !ok:
-			a.dropSlotCopy(ctx, h, "the leader no longer has it")
-		case want.Plugin != h.Plugin || want.Database != h.Database:
-			a.dropSlotCopy(ctx, h, "the leader's slot of this name is another one")
-			missing = append(missing, h.Name)
-		case uint64(h.ConfirmedFlushLSN) > want.ConfirmedFlush:
-			a.dropSlotCopy(ctx, h, "it is ahead of the leader's ("+pg.LSN(want.ConfirmedFlush).String()+")")
-			missing = append(missing, h.Name)
-		case uint64(h.ConfirmedFlushLSN) < want.ConfirmedFlush:
-			to, err := a.pg.AdvanceSlot(ctx, h.Database, h.Name, pg.LSN(want.ConfirmedFlush))
-			if err != nil {
-				a.log.Warn("logical slots: advancing a copy", "slot", h.Name, "err", err)
-				continue
-			}
-			a.log.Debug("logical slot copy advanced", "slot", h.Name, "to", to, "leader", pg.LSN(want.ConfirmedFlush))
+			p.drop = append(p.drop, slotDrop{h, "the leader no longer has it"})
+		case w.Plugin != h.Plugin || w.Database != h.Database:
+			p.drop = append(p.drop, slotDrop{h, "the leader's slot of this name is another one"})
+			p.copy = append(p.copy, h.Name)
+		case uint64(h.ConfirmedFlushLSN) > w.ConfirmedFlush:
+			p.drop = append(p.drop, slotDrop{h, "it is ahead of the leader's (" + pg.LSN(w.ConfirmedFlush).String() + ")"})
+			p.copy = append(p.copy, h.Name)
+		case uint64(h.ConfirmedFlushLSN) < w.ConfirmedFlush:
+			p.advance = append(p.advance, h)
 		}
 	}
-	for name := range st.Slots {
+	for name := range want {
 		if !slices.ContainsFunc(have, func(h pg.LogicalSlot) bool { return h.Name == name }) {
-			missing = append(missing, name)
+			p.copy = append(p.copy, name)
 		}
 	}
-	if len(missing) == 0 {
-		return
-	}
-	slices.Sort(missing)
-	if time.Since(a.slotCopyFailed) < slotCopyRetry {
-		return
-	}
-	if err := a.copyLogicalSlots(ctx, v, missing); err != nil {
-		a.slotCopyFailed = time.Now()
-		a.log.Warn("logical slots: copying from the leader", "slots", missing, "err", err)
-	}
+	slices.Sort(p.copy)
+	return p
 }
 
 func (a *Agent) dropSlotCopy(ctx context.Context, h pg.LogicalSlot, why string) {
