@@ -52,6 +52,14 @@ func (a *Agent) observe(ctx context.Context) ha.View {
 		if cs.ConfigRevision != 0 {
 			a.lastConfig = cs.Config
 		}
+		if a.leaderLease != nil && cs.Leader != nil && cs.Leader.Name != a.cfg.Name {
+			// Another member leads: a lease kept from this member's own
+			// leadership (fenced while etcd was unreachable) is of no use
+			// any more, and must not make a starting replica look like a
+			// leader past its deadline.
+			a.log.Info("dropping the old leader lease: " + cs.Leader.Name + " leads")
+			a.leaderLease = nil
+		}
 	}
 
 	self := a.self(st, cs, now)
