@@ -15,18 +15,22 @@ import (
 	"github.com/pgherd/pgherd/agent/pg"
 )
 
-// doBounded carries out one action; for a leader with a valid lease, it
-// must end by the fencing deadline (the loop's next pass renews or fences
-// by then). Fencing itself is never cut short, nor is initdb, which runs
-// before this member's PostgreSQL exists (keepBusy renews the lease
-// meanwhile).
+// doBounded carries out one action. For a leader with a valid lease, the
+// quick ones (SQL settings, etcd writes) must end by the fencing
+// deadline: the loop's next pass renews or fences by then. The actions
+// that start, stop or promote PostgreSQL run to their end as before: cut
+// short, they would leave PostgreSQL half-way (a promotion without its
+// history entry, a start that each next pass finds past the deadline and
+// fences, over and over on a slow host); a primary being started, stopped
+// or promoted is fenced by the next pass if its deadline passed meanwhile.
 func (a *Agent) doBounded(ctx context.Context, v ha.View, act ha.Action) error {
-	if act.Kind == ha.Fence || act.Kind == ha.Bootstrap {
-		return a.do(ctx, v, act)
+	switch act.Kind {
+	case ha.SetSyncStandbyNames, ha.PublishSync, ha.ClearSwitchover, ha.SetInitialize, ha.RenewLeader, ha.FollowLeader:
+		bctx, cancel := a.untilFence(ctx)
+		defer cancel()
+		return a.do(bctx, v, act)
 	}
-	bctx, cancel := a.untilFence(ctx)
-	defer cancel()
-	return a.do(bctx, v, act)
+	return a.do(ctx, v, act)
 }
 
 // do carries out one action. An error stops the Decision's remaining

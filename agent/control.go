@@ -91,20 +91,23 @@ func (c *controller) request(ctx context.Context, sw dcs.Switchover, from string
 				return nil
 			}
 		}
+		if r := st.SwitchoverResult; (r == nil || r.Revision != rev) && st.Leader != nil && st.Leader.Name == from {
+			// Cleared without an outcome: an agent of an earlier version.
+			if m, ok := st.Member(from); ok && m.Role == string(ha.RolePrimary) {
+				return fmt.Errorf("the leader cancelled the switchover (see its log): %w", api.ErrNotPossible)
+			}
+		}
 	}
 }
 
 // Restart restarts PostgreSQL between two passes of the loop. On the
-// leader it is bounded by the fencing deadline like a pass (the loop
-// waits for it): a restart that would outlast the lease is cut short, and
-// the next pass starts the primary again under a renewed lease.
+// leader, the server takes no write from the stop until the start ends,
+// and the next pass fences it if the lease's deadline passed meanwhile.
 func (c *controller) Restart(ctx context.Context) error {
 	a := c.a
 	a.actMu.Lock()
 	defer a.actMu.Unlock()
-	rctx, cancel := a.untilFence(ctx)
-	defer cancel()
-	return a.pg.Restart(rctx)
+	return a.pg.Restart(ctx)
 }
 
 func (c *controller) Reload(ctx context.Context) error {
@@ -136,14 +139,16 @@ func (c *controller) Reinitialize(ctx context.Context) error {
 	a := c.a
 	a.actMu.Lock()
 	defer a.actMu.Unlock()
-	st, err := a.dcs.Read(ctx)
-	if err != nil {
-		return err
+	// A full view, as a pass takes it: the clone publishes this member
+	// from it while it runs (keepBusy).
+	v := a.observe(ctx)
+	st := v.DCS
+	if st == nil {
+		return errors.New("the DCS is unreachable")
 	}
 	if st.Leader == nil || st.Leader.Name == a.cfg.Name {
 		return fmt.Errorf("only a replica of a running leader can be reinitialized: %w", api.ErrNotPossible)
 	}
-	v := ha.View{DCS: st}
 	if err := a.pg.Stop(ctx, pg.Fast); err != nil {
 		return err
 	}
