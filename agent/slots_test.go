@@ -57,6 +57,7 @@ func TestAgentLogicalSlotFailover(t *testing.T) {
 			rconn.Close(ctx)
 		}
 	}()
+	copyStart := time.Now()
 	waitUntil(t, 120*time.Second, "the replica's copy of slot cdc to reach "+confirmed.String(), func() bool {
 		if rconn == nil {
 			// The replica restarts once to install the copy.
@@ -78,6 +79,8 @@ func TestAgentLogicalSlotFailover(t *testing.T) {
 		l, err := pg.ParseLSN(lsn)
 		return err == nil && l >= confirmed
 	})
+	t.Logf("the replica's copy reached %s %s after the consumer confirmed it (a first copy: includes the replica's restart)",
+		confirmed, time.Since(copyStart).Round(100*time.Millisecond))
 	var held bool
 	if err := c.conn(leader).QueryRow(ctx, "SELECT catalog_xmin IS NOT NULL FROM pg_replication_slots WHERE slot_name = $1",
 		pg.SlotName(replica)).Scan(&held); err != nil || !held {
