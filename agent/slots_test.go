@@ -16,9 +16,10 @@ import (
 
 // TestAgentLogicalSlotFailover: a change-data-capture consumer reads a
 // logical slot (test_decoding) on the primary and confirms up to X; the
-// replica keeps a copy of the slot, which the primary's physical slot for
-// it protects (catalog_xmin); after the primary's loss the consumer
-// resumes on the new primary's copy and receives every change after X
+// replica keeps a copy of the slot (copied once, then advanced as the
+// consumer confirms more), which the primary's physical slot for it
+// protects (catalog_xmin); after the primary's loss the consumer resumes
+// on the new primary's copy and receives every change after X
 // (duplicates at worst, never a gap).
 func TestAgentLogicalSlotFailover(t *testing.T) {
 	c := newTestCluster(t, 2, func(cfg *Config) { cfg.Postgres.Parameters["wal_level"] = "logical" })
@@ -30,57 +31,30 @@ func TestAgentLogicalSlotFailover(t *testing.T) {
 	ctx := context.Background()
 	c.exec(leader, "CREATE TABLE t (id int primary key)")
 	c.exec(leader, "SELECT pg_create_logical_replication_slot('cdc', 'test_decoding')")
-	c.exec(leader, "INSERT INTO t SELECT generate_series(1, 100)")
 
-	// The consumer reads and confirms everything so far: X.
-	got := consume(t, c, leader)
-	for id := 1; id <= 100; id++ {
-		if !got[id] {
-			t.Fatalf("consumer on %s missed row %d before the failover", leader, id)
-		}
-	}
-	var x string
-	if err := c.conn(leader).QueryRow(ctx, "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'cdc'").Scan(&x); err != nil {
-		t.Fatal(err)
-	}
-	confirmed, err := pg.ParseLSN(x)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("consumer confirmed up to %s on %s", confirmed, leader)
-
-	// The replica's copy follows, and the primary keeps the catalog rows
-	// it may decode (its physical slot carries the copy's catalog_xmin).
-	var rconn *pgx.Conn
-	defer func() {
-		if rconn != nil {
-			rconn.Close(ctx)
-		}
-	}()
-	copyStart := time.Now()
-	waitUntil(t, 120*time.Second, "the replica's copy of slot cdc to reach "+confirmed.String(), func() bool {
-		if rconn == nil {
-			// The replica restarts once to install the copy.
-			m := c.members[replica].cfg
-			if rconn, err = pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=postgres password=su-secret dbname=postgres sslmode=disable",
-				m.Address, m.Postgres.Port)); err != nil {
-				rconn = nil
-				return false
+	// Two rounds: the replica copies the slot (restarting once), then
+	// advances its copy as the consumer confirms more.
+	var x pg.LSN
+	for round, ids := range [][2]int{{1, 100}, {101, 150}} {
+		c.exec(leader, fmt.Sprintf("INSERT INTO t SELECT generate_series(%d, %d)", ids[0], ids[1]))
+		got := consume(t, c, leader)
+		for id := ids[0]; id <= ids[1]; id++ {
+			if !got[id] {
+				t.Fatalf("consumer on %s missed row %d before the failover", leader, id)
 			}
 		}
-		var lsn string
-		if err := rconn.QueryRow(ctx, "SELECT coalesce(confirmed_flush_lsn, '0/0')::text FROM pg_replication_slots WHERE slot_name = 'cdc'").Scan(&lsn); err != nil {
-			if !errors.Is(err, pgx.ErrNoRows) {
-				rconn.Close(ctx)
-				rconn = nil
-			}
-			return false
+		x = confirmedFlush(t, c, leader)
+		start := time.Now()
+		waitCopy(t, c, replica, x)
+		what := "first copy, with the replica's restart"
+		if round > 0 {
+			what = "advancing the copy"
 		}
-		l, err := pg.ParseLSN(lsn)
-		return err == nil && l >= confirmed
-	})
-	t.Logf("the replica's copy reached %s %s after the consumer confirmed it (a first copy: includes the replica's restart)",
-		confirmed, time.Since(copyStart).Round(100*time.Millisecond))
+		t.Logf("consumer confirmed up to %s on %s; the replica's copy reached it %s later (%s)",
+			x, leader, time.Since(start).Round(100*time.Millisecond), what)
+	}
+	// The primary keeps the catalog rows the copy may decode: its
+	// physical slot for the replica carries the copy's catalog_xmin.
 	var held bool
 	if err := c.conn(leader).QueryRow(ctx, "SELECT catalog_xmin IS NOT NULL FROM pg_replication_slots WHERE slot_name = $1",
 		pg.SlotName(replica)).Scan(&held); err != nil || !held {
@@ -88,27 +62,74 @@ func TestAgentLogicalSlotFailover(t *testing.T) {
 	}
 
 	// Changes after X, then the primary is lost.
-	c.exec(leader, "INSERT INTO t SELECT generate_series(101, 200)")
-	c.waitCount(replica, 200)
+	c.exec(leader, "INSERT INTO t SELECT generate_series(151, 250)")
+	c.waitCount(replica, 250)
 	c.kill(leader)
 	if got := c.waitRoles(60 * time.Second); got != replica {
 		t.Fatalf("leader after failover: %s, want %s", got, replica)
 	}
-	c.exec(replica, "INSERT INTO t SELECT generate_series(201, 210)")
+	c.exec(replica, "INSERT INTO t SELECT generate_series(251, 260)")
 
 	after := consume(t, c, replica)
-	for id := 101; id <= 210; id++ {
+	for id := 151; id <= 260; id++ {
 		if !after[id] {
 			t.Errorf("consumer resuming on %s missed row %d: a gap", replica, id)
 		}
 	}
 	dups := 0
 	for id := range after {
-		if id <= 100 {
+		if id <= 150 {
 			dups++
 		}
 	}
 	t.Logf("consumer resumed on %s: %d changes, %d of them duplicates of before X", replica, len(after), dups)
+}
+
+func confirmedFlush(t *testing.T, c *testCluster, name string) pg.LSN {
+	t.Helper()
+	var s string
+	if err := c.conn(name).QueryRow(context.Background(), "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'cdc'").Scan(&s); err != nil {
+		t.Fatal(err)
+	}
+	l, err := pg.ParseLSN(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// waitCopy waits until member name's copy of slot cdc has reached x. The
+// member may restart meanwhile (to install its first copy).
+func waitCopy(t *testing.T, c *testCluster, name string, x pg.LSN) {
+	t.Helper()
+	ctx := context.Background()
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close(ctx)
+		}
+	}()
+	m := c.members[name].cfg
+	waitUntil(t, 120*time.Second, name+"'s copy of slot cdc to reach "+x.String(), func() bool {
+		if conn == nil {
+			var err error
+			if conn, err = pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=postgres password=su-secret dbname=postgres sslmode=disable",
+				m.Address, m.Postgres.Port)); err != nil {
+				conn = nil
+				return false
+			}
+		}
+		var lsn string
+		if err := conn.QueryRow(ctx, "SELECT coalesce(confirmed_flush_lsn, '0/0')::text FROM pg_replication_slots WHERE slot_name = 'cdc'").Scan(&lsn); err != nil {
+			if !errors.Is(err, pgx.ErrNoRows) {
+				conn.Close(ctx)
+				conn = nil
+			}
+			return false
+		}
+		l, err := pg.ParseLSN(lsn)
+		return err == nil && l >= x
+	})
 }
 
 var insertedID = regexp.MustCompile(`^table public\.t: INSERT: id\[integer\]:(\d+)$`)
