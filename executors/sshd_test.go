@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -37,6 +38,15 @@ var fixture struct {
 
 func TestMain(m *testing.M) {
 	code := func() int {
+		// The users and the sudoers file are the machine's, not this run's:
+		// two runs at once (two checkouts) take turns instead of deleting
+		// each other's users.
+		unlock, err := lockMachine("/tmp/pgherd-executors-test.lock")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer unlock()
 		dir, err := os.MkdirTemp("", "pgherd-executors-")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -52,6 +62,20 @@ func TestMain(m *testing.M) {
 		return m.Run()
 	}()
 	os.Exit(code)
+}
+
+// lockMachine holds an exclusive flock on path until unlock; the kernel
+// drops it if the process dies, so it cannot go stale.
+func lockMachine(path string) (unlock func(), err error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil
 }
 
 func setupHosts(dir string) (cleanup func(), err error) {
