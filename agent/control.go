@@ -76,6 +76,13 @@ func (c *controller) request(ctx context.Context, sw dcs.Switchover, from string
 			if aborted == "" {
 				aborted = r.Reason
 			}
+			// Cancelled after the handover, while the target was taking
+			// the key after all: it is done.
+			if st.Leader != nil && st.Leader.Name != from && (sw.To == "" || st.Leader.Name == sw.To) {
+				if m, ok := st.Member(st.Leader.Name); ok && m.Role == string(ha.RolePrimary) && m.Healthy {
+					return nil
+				}
+			}
 			// The caller learns of the abort once the old primary takes
 			// writes again (or when ctx ends, saying so).
 			if m, ok := st.Member(from); from == "" || ok && st.Leader != nil && st.Leader.Name == from && m.Role == string(ha.RolePrimary) && m.Healthy {
