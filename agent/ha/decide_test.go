@@ -791,3 +791,41 @@ func TestDecideWakesAtLeaseDeadline(t *testing.T) {
 		t.Errorf("replica WakeAt = %s, want 0", d.WakeAt)
 	}
 }
+
+// TestSwitchoverOutcome: every clear_switchover records the outcome the
+// API reports: empty when done, the reason when cancelled or aborted.
+func TestSwitchoverOutcome(t *testing.T) {
+	wasPrimary := func(s *Self) { s.WasPrimary = true }
+	b100 := mem("b", RoleReplica, 100)
+	sw := func(from, to string) func(*dcs.ClusterState) {
+		return func(s *dcs.ClusterState) { s.Switchover, s.SwitchoverRevision = &dcs.Switchover{From: from, To: to}, 45 }
+	}
+	tests := []struct {
+		name    string
+		v       View
+		outcome string
+	}{
+		{"done", leaderView(self(RolePrimary, 500), with(cluster("a", mem("a", RolePrimary, 500)), sw("b", "a"))), ""},
+		{"cancelled: unknown target", leaderView(self(RolePrimary, 500), with(cluster("a", b100), sw("a", "z"))), "target z is not a running member"},
+		{"aborted: target not caught up in time",
+			leaderView(self(RoleStopped, 500, wasPrimary, func(s *Self) { s.DownSince = now - time.Minute }), with(cluster("a", b100), sw("a", "b"))),
+			"b did not replay up to 1F4 within the switchover timeout 30s (at 64)"},
+		{"aborted: key not taken in time",
+			plainView(self(RoleStopped, 500, wasPrimary, func(s *Self) { s.DownSince = now - time.Minute }), with(cluster("", b100), sw("a", "b"))),
+			"b did not take the leader key within the switchover timeout 30s"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := Decide(tc.v)
+			for _, a := range d.Actions {
+				if a.Kind == ClearSwitchover {
+					if a.Value != tc.outcome || a.Revision != 45 {
+						t.Errorf("clear_switchover outcome %q revision %d, want %q revision 45", a.Value, a.Revision, tc.outcome)
+					}
+					return
+				}
+			}
+			t.Errorf("no clear_switchover in %s", d)
+		})
+	}
+}
