@@ -798,7 +798,9 @@ func TestSwitchoverOutcome(t *testing.T) {
 	wasPrimary := func(s *Self) { s.WasPrimary = true }
 	b100 := mem("b", RoleReplica, 100)
 	sw := func(from, to string) func(*dcs.ClusterState) {
-		return func(s *dcs.ClusterState) { s.Switchover, s.SwitchoverRevision = &dcs.Switchover{From: from, To: to}, 45 }
+		return func(s *dcs.ClusterState) {
+			s.Switchover, s.SwitchoverRevision = &dcs.Switchover{From: from, To: to}, 45
+		}
 	}
 	tests := []struct {
 		name    string
