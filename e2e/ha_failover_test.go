@@ -370,7 +370,7 @@ func TestHAFailover(t *testing.T) {
 		}()
 		rest := without(all, old)
 		now := waitSettled(t, rest, 2*time.Minute)
-		// Stay frozen well past the ttl (10 s), counted from the
+		// Stay frozen well past the ttl (3 s by default), counted from the
 		// promotion, so the old lease is long gone.
 		time.Sleep(15 * time.Second)
 		if err := theLab.Unpause(context.Background(), old); err != nil {
