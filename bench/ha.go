@@ -55,7 +55,7 @@ type haResult struct {
 	settings string
 	gaps     map[string][]time.Duration
 	lost     map[string]int
-	rssKB    []int // per host at steady state
+	rssKB    [][2]int // per host at steady state: all, anonymous
 	notes    []string
 }
 
@@ -100,15 +100,23 @@ func haSuite(ctx context.Context, log *slog.Logger, bin, work string, trials int
 
 	log.Info("ha: replacing pgherd's agent by Patroni on the same hosts")
 	if err := b.installPatroni(ctx); err != nil {
-		return "", fmt.Errorf("patroni: %w", err)
+		// pgherd's numbers stand on their own: write them with the reason.
+		log.Error("ha: patroni", "err", err)
+		return haReport(trials, ours) + fmt.Sprintf("\nPatroni could not be measured in this run: %s\n", firstLine(err)), nil
 	}
 	patroniTarget := haTarget{name: "Patroni " + b.patroniVersion, dataDir: patroniDataDir, unit: "patroni"}
 	theirs, err := b.measure(ctx, patroniTarget, trials)
 	if err != nil {
-		return "", fmt.Errorf("patroni: %w", err)
+		log.Error("ha: patroni", "err", err)
+		return haReport(trials, ours) + fmt.Sprintf("\nPatroni could not be measured in this run: %s\n", firstLine(err)), nil
 	}
 	theirs.settings = fmt.Sprintf("ttl %d s, loop_wait %d s, retry_timeout %d s (the minimums Patroni accepts)", patroniTTL, patroniLoopWait, patroniRetryTimeout)
 	return haReport(trials, ours, theirs), nil
+}
+
+func firstLine(err error) string {
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	return s
 }
 
 // haSettings is the ha block's timing lines of the spec, or the defaults.
@@ -171,7 +179,11 @@ func (b *haBench) measure(ctx context.Context, t haTarget, trials int) (*haResul
 			b.log.Info("ha: scenario", "target", t.name, "scenario", sc, "trial", trial)
 			gap, n, err := b.scenario(ctx, t, w, sc, lost)
 			if err != nil {
-				return nil, fmt.Errorf("%s, trial %d: %w", sc, trial, err)
+				// What was measured so far stands; the note says why the
+				// rest is missing.
+				b.log.Error("ha: scenario failed", "target", t.name, "scenario", sc, "trial", trial, "err", err)
+				res.notes = append(res.notes, fmt.Sprintf("%s: %s, trial %d failed, no further trials: %s", t.name, sc, trial, firstLine(err)))
+				return res, nil
 			}
 			b.log.Info("ha: measured", "target", t.name, "scenario", sc, "trial", trial, "gap", gap, "lost", n)
 			res.gaps[sc] = append(res.gaps[sc], gap)
@@ -362,15 +374,31 @@ func (b *haBench) switchover(ctx context.Context, t haTarget, leader, candidate 
 	return nil
 }
 
-// rss is the resident set (kB) of the target's agent process on host.
-func (b *haBench) rss(ctx context.Context, t haTarget, host string) (int, error) {
-	out, err := b.lab.Exec(ctx, host, "sh", "-c", "ps -o rss= -p $(systemctl show -p MainPID --value "+t.unit+")")
+// rss is the resident set (kB) of the target's agent process on host, and
+// its anonymous (private) part.
+func (b *haBench) rss(ctx context.Context, t haTarget, host string) ([2]int, error) {
+	var kb [2]int
+	out, err := b.lab.Exec(ctx, host, "sh", "-c", "grep -E '^(VmRSS|RssAnon):' /proc/$(systemctl show -p MainPID --value "+t.unit+")/status")
 	if err != nil {
-		return 0, fmt.Errorf("rss of %s on %s: %w", t.unit, host, err)
+		return kb, fmt.Errorf("rss of %s on %s: %w", t.unit, host, err)
 	}
-	kb, err := strconv.Atoi(strings.TrimSpace(out))
-	if err != nil {
-		return 0, fmt.Errorf("rss of %s on %s: %q: %w", t.unit, host, out, err)
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		n, err := strconv.Atoi(f[1])
+		if err != nil {
+			return kb, fmt.Errorf("rss of %s on %s: %q: %w", t.unit, host, line, err)
+		}
+		if f[0] == "VmRSS:" {
+			kb[0] = n
+		} else {
+			kb[1] = n
+		}
+	}
+	if kb[0] == 0 {
+		return kb, fmt.Errorf("rss of %s on %s: no VmRSS in %q", t.unit, host, out)
 	}
 	return kb, nil
 }
@@ -413,21 +441,30 @@ func haReport(trials int, rs ...*haResult) string {
 		fmt.Fprintf(&s, "| %s |", sc)
 		for _, r := range rs {
 			g := r.gaps[sc]
+			if len(g) == 0 {
+				s.WriteString(" – | – |")
+				continue
+			}
 			fmt.Fprintf(&s, " %s / %s | %d |", sec(median(g)), sec(slices.Max(g)), r.lost[sc])
 		}
 		s.WriteString("\n")
 	}
-	s.WriteString("| agent RSS, steady state (per host) |")
+	s.WriteString("| agent RSS (anonymous part), steady state, per host |")
 	for _, r := range rs {
 		var mb []string
 		for _, kb := range r.rssKB {
-			mb = append(mb, fmt.Sprintf("%.1f MB", float64(kb)/1024))
+			mb = append(mb, fmt.Sprintf("%.1f MB (%.1f)", float64(kb[0])/1024, float64(kb[1])/1024))
 		}
 		fmt.Fprintf(&s, " %s | |", strings.Join(mb, ", "))
 	}
 	s.WriteString("\n\nSettings:\n\n")
 	for _, r := range rs {
 		fmt.Fprintf(&s, "- %s: %s.\n", r.target.name, r.settings)
+	}
+	for _, r := range rs {
+		for _, n := range r.notes {
+			fmt.Fprintf(&s, "\nIncomplete: %s\n", n)
+		}
 	}
 	s.WriteString("\nTargets (issue 4): host loss median gap ≤ 5 s with default settings, postgres crash ≤ 1 s, switchover ≤ 1 s, agent RSS ≤ 25 MB, no acknowledged write lost.\n")
 	return s.String()
