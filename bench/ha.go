@@ -59,7 +59,10 @@ type haResult struct {
 	notes    []string
 }
 
-func haSuite(ctx context.Context, log *slog.Logger, bin, work string, trials int, keep bool) (string, error) {
+// haSuite returns the results section; partial hands over the section with
+// pgherd's results alone as soon as they are measured, so that they are
+// written even if the Patroni half never ends.
+func haSuite(ctx context.Context, log *slog.Logger, bin, work string, trials int, keep bool, partial func(string) error) (string, error) {
 	l, err := lab.Up(ctx, lab.Config{Name: haLabName, Hosts: 3, Subnet: haLabNet + "0/24", Dir: filepath.Join(work, "labha2"), Log: log})
 	if err != nil {
 		return "", err
@@ -97,6 +100,9 @@ func haSuite(ctx context.Context, log *slog.Logger, bin, work string, trials int
 		return "", fmt.Errorf("pgherd: %w", err)
 	}
 	ours.settings = haSettings(spec)
+	if err := partial(haReport(trials, ours) + "\nPatroni: being measured.\n"); err != nil {
+		return "", err
+	}
 
 	log.Info("ha: replacing pgherd's agent by Patroni on the same hosts")
 	if err := b.installPatroni(ctx); err != nil {

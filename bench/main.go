@@ -103,7 +103,9 @@ func run(ctx context.Context, log *slog.Logger, out string, suites []string, hos
 				return err
 			}
 		case "ha":
-			section, err := haSuite(ctx, log, bin, work, haTrials, keep)
+			section, err := haSuite(ctx, log, bin, work, haTrials, keep, func(partial string) error {
+				return writeSection(out, "ha", partial)
+			})
 			if err != nil {
 				return err
 			}
