@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -70,22 +69,9 @@ func haSuite(ctx context.Context, log *slog.Logger, bin, work string, trials int
 	if !keep {
 		defer l.Down(context.WithoutCancel(ctx))
 	}
-	example, err := os.ReadFile("examples/ha/main.hcl")
+	dir, spec, err := exampleHAOnLab(l, filepath.Join(work, "specha2"), haLabNet)
 	if err != nil {
 		return "", err
-	}
-	if !strings.Contains(string(example), "10.77.0.") {
-		return "", errors.New("examples/ha/main.hcl no longer uses the lab's 10.77.0.0/24: adapt bench/ha.go")
-	}
-	spec := strings.ReplaceAll(string(example), "10.77.0.", haLabNet)
-	dir := filepath.Join(work, "specha2")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	for name, content := range map[string]string{"main.hcl": spec, "lab.hcl": l.SpecSnippet()} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
-			return "", err
-		}
 	}
 	log.Info("ha: pgherd apply of examples/ha")
 	apply := exec.CommandContext(ctx, bin, "apply", "-auto-approve", dir)
