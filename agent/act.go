@@ -48,7 +48,7 @@ func (a *Agent) do(ctx context.Context, v ha.View, act ha.Action) error {
 		return a.pg.Stop(ctx, pg.Fast)
 	case ha.Promote:
 		replayed := v.Self.ReplayedLSN
-		if err := a.pg.Promote(ctx); err != nil {
+		if err := a.renewingWhile(ctx, a.pg.Promote); err != nil {
 			return err
 		}
 		a.recordPromotion(ctx, v, replayed)
@@ -58,7 +58,7 @@ func (a *Agent) do(ctx context.Context, v ha.View, act ha.Action) error {
 			if err := a.pg.ConfigurePrimary(ctx); err != nil {
 				return err
 			}
-			return a.pg.Start(ctx)
+			return a.renewingWhile(ctx, a.pg.Start)
 		}
 		if act.Target != "" {
 			// A standby's start waits until it is consistent, which may
@@ -393,4 +393,37 @@ func (a *Agent) publishMember(ctx context.Context, m dcs.Member) error {
 		a.memberLease = l
 	}
 	return a.dcs.RegisterMember(ctx, m, a.memberLease)
+}
+
+// renewingWhile runs fn (starting or promoting PostgreSQL as the leader,
+// which crash recovery or a loaded host can stretch past the lease's
+// deadline) and meanwhile renews the leader lease every loop_wait, so
+// that a primary which has just started is not fenced at once for having
+// waited on itself. The renewals are this loop's own, made while it waits;
+// the deadline still moves only with an acknowledged renewal, and each is
+// bounded by it, so the fencing invariant holds. Without a lease, fn runs
+// alone; once the deadline has passed it renews no more.
+func (a *Agent) renewingWhile(ctx context.Context, fn func(context.Context) error) error {
+	if a.leaderLease == nil {
+		return fn(ctx)
+	}
+	done := make(chan error, 1)
+	go func() { done <- fn(ctx) }()
+	tick := time.NewTicker(a.loopWait())
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-tick.C:
+			if !time.Now().Before(a.leaderLease.Deadline()) {
+				continue // past it, the next pass fences first
+			}
+			rctx, cancel := a.untilFence(ctx)
+			if _, err := a.leaderLease.Renew(rctx); err != nil {
+				a.log.Warn("renewing the leader lease while postgres starts", "err", err)
+			}
+			cancel()
+		}
+	}
 }

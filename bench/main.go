@@ -14,9 +14,15 @@
 //	backup    full and incremental backups and restores of a generated
 //	          PostgreSQL 15 database on this machine (-backup-gb, default
 //	          4), beside pgBackRest and pg_basebackup (bench/backup.go).
+//	ha        write gap and lost writes on switchover, postmaster kill,
+//	          primary host kill and a 50 s freeze, and the agent's RSS:
+//	          examples/ha with pgherd's default timings, then Patroni
+//	          (Debian's package, its fastest allowed timings) on the same
+//	          hosts, etcd and HAProxy (bench/ha.go); -ha-trials trials.
 //
-// Each suite brings up its own lab ("pgherd-bench", 10.80.0.0/24) and
-// leaves it down. Timings are wall-clock medians over -runs runs.
+// Each suite brings up its own lab (converge: "pgherd-bench",
+// 10.80.0.0/24; cluster: "pgherd-bench-ha", 10.81.0.0/24; ha:
+// "pgherd-bench-ha2", 10.92.0.0/24) and leaves it down. Timings are wall-clock medians over -runs runs.
 package main
 
 import (
@@ -40,16 +46,17 @@ func main() {
 	hosts := flag.String("hosts", "3,30", "host counts for the converge suite")
 	runs := flag.Int("runs", 5, "measured runs per figure (median reported)")
 	keep := flag.Bool("keep", false, "leave the lab up afterwards")
+	haTrials := flag.Int("ha-trials", 3, "trials of each scenario of the ha suite")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx := context.Background()
-	if err := run(ctx, log, *out, strings.Split(*suites, ","), *hosts, *runs, *keep); err != nil {
+	if err := run(ctx, log, *out, strings.Split(*suites, ","), *hosts, *runs, *haTrials, *keep); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, log *slog.Logger, out string, suites []string, hostList string, runs int, keep bool) error {
+func run(ctx context.Context, log *slog.Logger, out string, suites []string, hostList string, runs, haTrials int, keep bool) error {
 	work, err := os.MkdirTemp("", "pgherd-bench-")
 	if err != nil {
 		return err
@@ -93,6 +100,16 @@ func run(ctx context.Context, log *slog.Logger, out string, suites []string, hos
 				return err
 			}
 			if err := writeSection(out, "cluster", section); err != nil {
+				return err
+			}
+		case "ha":
+			section, err := haSuite(ctx, log, bin, work, haTrials, keep, func(partial string) error {
+				return writeSection(out, "ha", partial)
+			})
+			if err != nil {
+				return err
+			}
+			if err := writeSection(out, "ha", section); err != nil {
 				return err
 			}
 		default:
