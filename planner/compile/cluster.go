@@ -90,9 +90,10 @@ func clusterPhases(m *spec.Model, c *spec.Cluster, keep func(string) bool, bin m
 		if err != nil || h.Name != c.Etcd.Hosts[0] {
 			return rs, err
 		}
-		// One member reads (and converges) the membership of the running
-		// cluster.
-		return append(rs, modules.EtcdMembership{Cluster: sanitize(c.Name), Members: peers,
+		// One member reads the membership of the running cluster and
+		// removes the members the spec no longer has; each member joins
+		// from its own host (etcd_member).
+		return append(rs, modules.EtcdMembership{Cluster: sanitize(c.Name), Members: peers, JoinOnHosts: true,
 			Endpoints: []string{"http://127.0.0.1:" + strconv.Itoa(c.Etcd.ClientPort)}}), nil
 	}
 
