@@ -66,7 +66,7 @@ func TestScale(t *testing.T) {
 
 	t.Run("scale out", func(t *testing.T) {
 		r := pgherd(t, inDir, "plan", "-detailed-exitcode", ".")
-		if r.code != 2 || !planChanges(r.stdout, "node4", "service.pgherd-agent") || !strings.Contains(r.stdout, "node4 (not registered)") {
+		if r.code != 2 || !planChanges(r.stdout, "node4", "service.pgherd-agent.service") || !strings.Contains(r.stdout, "node4 (not registered)") {
 			t.Fatalf("want node4 provisioned and joining, exit 2: %s", r)
 		}
 		if r := pgherd(t, inDir, "apply", "-auto-approve", "."); r.code != 0 {

@@ -14,7 +14,7 @@ import (
 )
 
 // AgentUnitPath is the unit file of the pgherd agent service.
-const AgentUnitPath = SystemdUnitDir + "/" + AgentUnit + ".service"
+const AgentUnitPath = SystemdUnitDir + "/" + AgentUnit
 
 // DetachedMember is a host of the spec that is not (or no longer) one of the
 // cluster's database hosts: if the pgherd agent of the cluster still runs
