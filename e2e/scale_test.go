@@ -23,7 +23,7 @@ func TestScale(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	grow := func(n int) *lab.Lab {
+	grow := func(ctx context.Context, n int) *lab.Lab {
 		t.Helper()
 		l, err := lab.Up(ctx, lab.Config{Name: labName, Hosts: n, Subnet: labNet + ".0/24", Dir: theLab.Dir(), Log: log})
 		if err != nil {
@@ -31,9 +31,13 @@ func TestScale(t *testing.T) {
 		}
 		return l
 	}
-	big := grow(4)
+	big := grow(ctx, 4)
 	// The lab goes back to the three hosts the other tests know.
-	t.Cleanup(func() { grow(3) })
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		grow(ctx, 3)
+	})
 	node4 := big.Hosts()[3]
 	on4 := func(script string) string {
 		t.Helper()
