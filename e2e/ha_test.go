@@ -277,8 +277,38 @@ func TestHA(t *testing.T) {
 			}
 		})
 		t.Run("etcd member removed", func(t *testing.T) {
-			t.Skip("detected (etcd_membership on the first etcd host), but re-adding the member needs its data " +
-				"directory moved aside and initial-cluster-state=existing on its host: not written yet (issue 3)")
+			// Removed by hand through the membership API: etcd on node2
+			// exits, its data directory belongs to a removed member.
+			etcdctl := "ETCDCTL_API=3 etcdctl --endpoints=http://127.0.0.1:2379 "
+			id := onHost(t, "node1", etcdctl+"member list | awk -F', ' '$3 == \"node2\" {print $1}'")
+			if id == "" {
+				t.Fatal("node2 is not an etcd member before the test")
+			}
+			onHost(t, "node1", etcdctl+"member remove "+id)
+			r := pgherd(t, dir, "plan", "-detailed-exitcode", ".")
+			if r.code != 2 || !planChanges(r.stdout, "node2", "etcd_member.node2") || !strings.Contains(r.stdout, "member add node2") {
+				t.Fatalf("want etcd_member.node2 with a member add, exit 2: %s", r)
+			}
+			if r := pgherd(t, dir, "apply", "-auto-approve", "."); r.code != 0 {
+				t.Fatalf("apply: %s", r)
+			}
+			list := onHost(t, "node1", etcdctl+"member list")
+			for _, n := range []string{"node1", "node2", "node3"} {
+				if !strings.Contains(list, ", started, "+n+", ") {
+					t.Fatalf("%s is not a started member after the repair:\n%s", n, list)
+				}
+			}
+			if n := strings.Count(list, "\n") + 1; n != 3 {
+				t.Fatalf("%d members after the repair, want 3:\n%s", n, list)
+			}
+			onHost(t, "node1", etcdctl+"endpoint health --cluster")
+			// The removed member's data is kept, moved aside.
+			if got := onHost(t, "node2", "ls -d /var/lib/etcd/pgherd.removed-* | wc -l"); got == "0" {
+				t.Fatal("node2's old etcd data directory was not kept")
+			}
+			if r := pgherd(t, dir, "plan", "-detailed-exitcode", "."); r.code != 0 {
+				t.Fatalf("after repair: %s", r)
+			}
 		})
 	})
 

@@ -54,7 +54,7 @@ var clusterSchema = Block{
 				Attr{Name: "replication_user", Type: cty.String, Default: cty.StringVal("replicator"), Description: "The role replicas connect as."},
 				passwordAttr("replication_password", "The password of the replication role.", true),
 				Attr{Name: "parameters", Type: mapOfString,
-					Description: "Server parameters (`postgresql.conf`); values may be strings, numbers or bools. The parameters pgherd sets itself (`port`, `data_directory`, `hba_file`, `primary_conninfo`, …) are refused."},
+					Description: "Server parameters (`postgresql.conf`); values may be strings, numbers or bools. The parameters pgherd sets itself (`port`, `data_directory`, `hba_file`, `primary_conninfo`, …) are refused. A parameter removed from the map returns to PostgreSQL's default (or `postgresql.conf`'s value); what `ALTER SYSTEM` set is drift."},
 			)...),
 			Blocks: []Block{
 				{
