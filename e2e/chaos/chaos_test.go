@@ -104,7 +104,7 @@ func TestChaos(t *testing.T) {
 
 	start := time.Now()
 	n := &nemesis{rng: rand.New(rand.NewPCG(uint64(s.seed), uint64(s.seed))), hosts: hosts, logf: t.Logf,
-		replica: func(ctx context.Context) string { return someReplica(ctx, hosts) }}
+		withRole: func(ctx context.Context, role string) string { return withRole(ctx, hosts, role) }}
 	faultCtx, stopFaults := context.WithTimeout(context.Background(), s.duration)
 	n.run(faultCtx)
 	stopFaults()
@@ -263,10 +263,10 @@ func memberOf(ctx context.Context, host string) (member, error) {
 	return m, nil
 }
 
-// someReplica is a host whose agent says it is a replica, "" if none.
-func someReplica(ctx context.Context, hosts []string) string {
+// withRole is a host whose agent says it is in role, "" if none.
+func withRole(ctx context.Context, hosts []string, role string) string {
 	for _, h := range hosts {
-		if m, err := memberOf(ctx, h); err == nil && m.Role == "replica" {
+		if m, err := memberOf(ctx, h); err == nil && m.Role == role {
 			return h
 		}
 	}

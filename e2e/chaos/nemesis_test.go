@@ -23,30 +23,42 @@ var faultKinds = []string{
 // fronts are the hosts that run HAProxy and keepalived (examples/ha).
 var fronts = []string{"node1", "node2"}
 
-// nemesis injects one fault at a time, each on a host the seeded RNG
-// picks, holds it for a random time and heals it, until ctx ends.
+// nemesis injects one fault at a time, on a host the seeded RNG picks
+// (the primary half of the time), holds it for a random time and heals
+// it, until ctx ends.
 type nemesis struct {
 	rng    *rand.Rand
 	hosts  []string
 	faults []Fault
 	logf   func(format string, args ...any)
-	// replica names a current replica, for the disk-full fault ("" when
-	// there is none).
-	replica func(ctx context.Context) string
+	// withRole names a host the agents report in role ("primary",
+	// "replica"), "" when there is none.
+	withRole func(ctx context.Context, role string) string
 }
 
 func (n *nemesis) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		kind := faultKinds[n.rng.IntN(len(faultKinds))]
 		host := n.hosts[n.rng.IntN(len(n.hosts))]
-		hold := time.Duration(2000+n.rng.IntN(8000)) * time.Millisecond
-		rest := time.Duration(1000+n.rng.IntN(4000)) * time.Millisecond
-		switch kind {
-		case "front-loss":
+		toPrimary := n.rng.IntN(2) == 0
+		// Most faults are short; three in ten outlast the leader key's
+		// ttl (10 s), so that a frozen or cut-off primary is replaced
+		// and comes back.
+		hold := time.Duration(1000+n.rng.IntN(4000)) * time.Millisecond
+		if n.rng.IntN(10) < 3 {
+			hold = time.Duration(12000+n.rng.IntN(8000)) * time.Millisecond
+		}
+		rest := time.Duration(500+n.rng.IntN(2000)) * time.Millisecond
+		switch {
+		case kind == "front-loss":
 			host = fronts[n.rng.IntN(len(fronts))]
-		case "disk-full":
-			if host = n.replica(ctx); host == "" {
+		case kind == "disk-full":
+			if host = n.withRole(ctx, "replica"); host == "" {
 				continue
+			}
+		case toPrimary:
+			if p := n.withRole(ctx, "primary"); p != "" {
+				host = p
 			}
 		}
 		n.inject(ctx, kind, host, hold)
@@ -118,8 +130,9 @@ func (n *nemesis) start(kind, host string) (heal func() error, err error) {
 		inject = sh("systemctl stop keepalived.service haproxy.service")
 		heal = sh("systemctl start haproxy.service keepalived.service")
 	case "disk-full":
-		inject = sh("dd if=/dev/zero of=/data/chaos-fill bs=1M 2>/dev/null; df -h /data | tail -1")
-		heal = sh("rm -f /data/chaos-fill")
+		// fallocate takes all but the last page at once, dd the rest.
+		inject = sh("fallocate -l $(( $(df --output=avail -B1 /data | tail -1) - 4096 )) /data/chaos-fill; dd if=/dev/zero of=/data/chaos-fill2 bs=4k 2>/dev/null; df /data | tail -1")
+		heal = sh("rm -f /data/chaos-fill /data/chaos-fill2")
 	default:
 		return nil, fmt.Errorf("unknown fault %q", kind)
 	}
