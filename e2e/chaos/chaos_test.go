@@ -109,7 +109,7 @@ func TestChaos(t *testing.T) {
 	n.run(faultCtx)
 	stopFaults()
 	healed := time.Now()
-	t.Logf("faults stopped after %s: %d injected", healed.Sub(start).Round(time.Second), len(n.faults))
+	t.Logf("faults stopped after %s: %d injected", healed.Sub(start).Round(time.Second), Injected(n.faults))
 
 	primary, healthErr := waitHealthy(t, hosts, s.settle)
 	healthy := time.Since(healed)
@@ -138,8 +138,8 @@ func TestChaos(t *testing.T) {
 	if !r.Passed() {
 		t.Errorf("lost %d acknowledged writes, %d split-brain windows, %d failed writes present: see the report", len(r.Lost), len(r.SplitBrain), len(r.FailedPresent))
 	}
-	if want := minFaults(s.duration); len(n.faults) < want {
-		t.Errorf("%d faults injected in %s, want at least %d", len(n.faults), s.duration, want)
+	if want := minFaults(s.duration); Injected(n.faults) < want {
+		t.Errorf("%d faults injected in %s, want at least %d", Injected(n.faults), s.duration, want)
 	}
 }
 

@@ -196,6 +196,9 @@ type Fault struct {
 	// Healed is when the fault was undone (zero for one that heals by
 	// itself, such as a killed process systemd restarts).
 	Healed time.Time
+	// Missed: the fault could not be injected (Err says why): the
+	// process it kills was down already, say. It does not count.
+	Missed bool
 	Err    string
 }
 
@@ -218,7 +221,8 @@ func Report(s Summary, faults []Fault, r Result) string {
 	if !r.Passed() {
 		verdict = "FAILED"
 	}
-	fmt.Fprintf(&b, "Chaos soak %s: seed %d, %s of faults, %d faults injected (%s). %s.\n\n", verdict, s.Seed, s.Duration.Round(time.Second), len(faults), kindsOf(faults), s.Machine)
+	fmt.Fprintf(&b, "Chaos soak %s: seed %d, %s of faults, %d faults injected (%s; %d more missed their target). %s.\n\n",
+		verdict, s.Seed, s.Duration.Round(time.Second), Injected(faults), kindsOf(faults), len(faults)-Injected(faults), s.Machine)
 	b.WriteString("| measure | value |\n|---|---|\n")
 	fmt.Fprintf(&b, "| writes acknowledged (VIP writer) | %d |\n", r.Acked)
 	fmt.Fprintf(&b, "| writes failed / unknown outcome | %d / %d |\n", r.Failed, r.Unknown)
@@ -245,7 +249,11 @@ func Report(s Summary, faults []Fault, r Result) string {
 		if !f.Healed.IsZero() {
 			healed = "+" + rel(s.Start, f.Healed)
 		}
-		fmt.Fprintf(&b, "| %d | +%s | %s | %s | %s | %s |\n", i+1, rel(s.Start, f.Start), f.Kind, f.Host, healed, f.Err)
+		note := f.Err
+		if f.Missed {
+			note = "missed: " + note
+		}
+		fmt.Fprintf(&b, "| %d | +%s | %s | %s | %s | %s |\n", i+1, rel(s.Start, f.Start), f.Kind, f.Host, healed, strings.ReplaceAll(note, "\n", " "))
 	}
 	b.WriteString("\n</details>\n")
 	return b.String()
@@ -257,10 +265,23 @@ func outages(sorted []time.Duration) []time.Duration {
 	return sorted[i:]
 }
 
+// Injected is the number of faults injected (not missed).
+func Injected(faults []Fault) int {
+	n := 0
+	for _, f := range faults {
+		if !f.Missed {
+			n++
+		}
+	}
+	return n
+}
+
 func kindsOf(faults []Fault) string {
 	n := map[string]int{}
 	for _, f := range faults {
-		n[f.Kind]++
+		if !f.Missed {
+			n[f.Kind]++
+		}
 	}
 	var parts []string
 	for _, k := range slices.Sorted(maps.Keys(n)) {

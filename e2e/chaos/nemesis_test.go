@@ -72,7 +72,7 @@ func (n *nemesis) inject(ctx context.Context, kind, host string, hold time.Durat
 	f := Fault{Kind: kind, Host: host, Start: time.Now()}
 	heal, err := n.start(kind, host)
 	if err != nil {
-		f.Err = err.Error()
+		f.Missed, f.Err = true, err.Error()
 	}
 	n.logf("fault %d: %s on %s (hold %s) %s", len(n.faults)+1, kind, host, hold.Round(100*time.Millisecond), f.Err)
 	if heal != nil {
