@@ -44,6 +44,7 @@ func TestCheck(t *testing.T) {
 		wantGapMs int
 	}{
 		{name: "clean failover", ops: clean, present: all, passed: true, acked: 2, wantGapMs: 5900},
+		{name: "no primary at the end: unchecked", ops: clean, present: nil, acked: 2, wantGapMs: 5900},
 		{name: "an acknowledged write lost", ops: clean, present: without(all, 9), lost: 1, acked: 2, wantGapMs: 5900},
 		{name: "a failed write present", ops: clean, present: with(all, 10), failedIn: 1, acked: 2, wantGapMs: 5900},
 		{name: "two probes' runs overlap", ops: []Op{
