@@ -38,6 +38,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pgherd/pgherd/bench/results"
 )
 
 func main() {
@@ -83,7 +85,7 @@ func run(ctx context.Context, log *slog.Logger, out string, suites []string, hos
 			if err != nil {
 				return err
 			}
-			if err := writeSection(out, "converge", section); err != nil {
+			if err := results.WriteSection(out, "converge", section); err != nil {
 				return err
 			}
 		case "backup":
@@ -91,7 +93,7 @@ func run(ctx context.Context, log *slog.Logger, out string, suites []string, hos
 			if err != nil {
 				return err
 			}
-			if err := writeSection(out, "backup", section); err != nil {
+			if err := results.WriteSection(out, "backup", section); err != nil {
 				return err
 			}
 		case "cluster":
@@ -99,7 +101,7 @@ func run(ctx context.Context, log *slog.Logger, out string, suites []string, hos
 			if err != nil {
 				return err
 			}
-			if err := writeSection(out, "cluster", section); err != nil {
+			if err := results.WriteSection(out, "cluster", section); err != nil {
 				return err
 			}
 		case "ha":
@@ -153,27 +155,4 @@ func tail(s string, n int) string {
 func machine() string {
 	host, _ := os.Hostname()
 	return fmt.Sprintf("%s, %d cores, %s/%s, %s, %s", host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), time.Now().UTC().Format("2006-01-02"))
-}
-
-// writeSection replaces the section between the markers of name in the
-// results file (or appends it), keeping the other suites' sections.
-func writeSection(path, name, body string) error {
-	begin, end := "<!-- bench:"+name+" -->", "<!-- /bench:"+name+" -->"
-	old, err := os.ReadFile(path)
-	if err != nil && !os.IsNotExist(err) {
-		return err
-	}
-	doc := string(old)
-	if doc == "" {
-		doc = "# Benchmark results\n\nWritten by `make bench` (`go run ./bench`); each section is replaced when its suite runs again.\n"
-	}
-	block := begin + "\n" + body + end
-	if i := strings.Index(doc, begin); i >= 0 {
-		if j := strings.Index(doc, end); j > i {
-			doc = doc[:i] + block + doc[j+len(end):]
-			return os.WriteFile(path, []byte(doc), 0o644)
-		}
-	}
-	doc = strings.TrimRight(doc, "\n") + "\n\n" + block + "\n"
-	return os.WriteFile(path, []byte(doc), 0o644)
 }
