@@ -62,8 +62,7 @@ func (a *Agent) do(ctx context.Context, v ha.View, act ha.Action) error {
 		}
 		return a.pg.Start(ctx)
 	case ha.CloneFromLeader, ha.Reinitialize:
-		opts := pg.CloneOptions{Slot: pg.SlotName(me), MoveAside: act.Kind == ha.Reinitialize}
-		if err := a.pg.Clone(ctx, a.connInfo(v, act.Target), opts); err != nil {
+		if err := a.makeReplica(ctx, v, act); err != nil {
 			return err
 		}
 		if err := a.pg.ConfigureStandby(ctx, a.connInfo(v, act.Target), pg.SlotName(me)); err != nil {
