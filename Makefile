@@ -27,11 +27,12 @@ unit:
 e2e:
 	PGHERD_E2E=1 $(GO) test -p 1 -timeout 25m -v ./e2e/...
 
-## demo: a 3-host lab, and an HA cluster converged on it (examples/ha):
+## demo: a 4-host lab, and an HA cluster converged on it (examples/ha):
 ## PostgreSQL 15, etcd and the agent on node1..3, HAProxy and keepalived on
-## node1 and node2, the VIP 10.77.0.100 (5000 read-write, 5001 read-only).
+## node1 and node2, the VIP 10.77.0.100 (5000 read-write, 5001 read-only),
+## the backup repository on node4 (SFTP).
 demo: build
-	$(BIN) lab up --name $(LAB) --hosts 3
+	$(BIN) lab up --name $(LAB) --hosts 4
 	$(BIN) apply -auto-approve examples/ha $(LABDIR)/lab.hcl
 	$(BIN) plan -detailed-exitcode examples/ha $(LABDIR)/lab.hcl
 	@echo

@@ -6,7 +6,7 @@
 //
 // Suites:
 //
-//	cluster   the first apply of examples/ha on 3 bare lab hosts, by phase,
+//	cluster   the first apply of examples/ha on 4 bare lab hosts, by phase,
 //	          then the no-op plan and apply.
 //	converge  a no-op plan and a no-op apply of 12 tasks on N hosts, beside
 //	          Ansible (Debian's ansible) running the same 12 tasks on the

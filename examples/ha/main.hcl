@@ -129,7 +129,7 @@ file "/etc/ssh/pgherd-backup/sshd_config" {
     KbdInteractiveAuthentication no
     PermitRootLogin no
     DisableForwarding yes
-    UsePAM no
+    UsePAM yes
     Subsystem sftp internal-sftp
     ForceCommand internal-sftp
   EOT
