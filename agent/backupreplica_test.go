@@ -101,6 +101,10 @@ func TestReplicaFromBackup(t *testing.T) {
 		}
 		env := "PGHERD_AGENT_WAL_HELPER='" + string(js) + "' " + helper
 		cfg.Backup = bcfg
+		// The restore runs in this process beside the other agent: a
+		// generous ttl, so that a busy machine does not cost the leader
+		// its lease (not what this test is about).
+		cfg.HA.TTL.Duration = 10 * time.Second
 		cfg.Postgres.Parameters["archive_mode"] = "on"
 		cfg.Postgres.Parameters["archive_command"] = env + " wal-push %p"
 		cfg.Postgres.Parameters["restore_command"] = env + ` wal-fetch %f "%p"`

@@ -98,7 +98,7 @@ func backupResources(c *spec.Cluster, h spec.Host) []modules.Resource {
 			Owner: "root", Group: "postgres", Mode: "0640"})
 	}
 	if r.Type == spec.RepoPath || h.Name == c.Postgres.Hosts[0] {
-		rs = append(rs, modules.BackupRepository{Cluster: c.Name})
+		rs = append(rs, modules.BackupRepository{Cluster: c.Name, Watch: []string{"file." + agent.ConfigPath}})
 	}
 	enabled := true
 	for _, s := range []struct{ kind, calendar string }{{"full", b.Schedule.Full}, {"incr", b.Schedule.Incremental}} {
