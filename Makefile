@@ -36,11 +36,12 @@ chaos:
 	PGHERD_CHAOS_OUT=$(CURDIR)/bin/chaos PGHERD_CHAOS_RESULTS=$(CURDIR)/bench/RESULTS.md \
 	$(GO) test -p 1 -count=1 -timeout 90m -v -run TestChaos ./e2e/chaos
 
-## demo: a 3-host lab, and an HA cluster converged on it (examples/ha):
+## demo: a 4-host lab, and an HA cluster converged on it (examples/ha):
 ## PostgreSQL 15, etcd and the agent on node1..3, HAProxy and keepalived on
-## node1 and node2, the VIP 10.77.0.100 (5000 read-write, 5001 read-only).
+## node1 and node2, the VIP 10.77.0.100 (5000 read-write, 5001 read-only),
+## the backup repository on node4 (SFTP).
 demo: build
-	$(BIN) lab up --name $(LAB) --hosts 3
+	$(BIN) lab up --name $(LAB) --hosts 4
 	$(BIN) apply -auto-approve examples/ha $(LABDIR)/lab.hcl
 	$(BIN) plan -detailed-exitcode examples/ha $(LABDIR)/lab.hcl
 	@echo

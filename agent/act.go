@@ -80,9 +80,8 @@ func (a *Agent) do(ctx context.Context, v ha.View, act ha.Action) error {
 			return a.startStandby(ctx, v, act.Target)
 		})
 	case ha.CloneFromLeader, ha.Reinitialize:
-		opts := pg.CloneOptions{Slot: pg.SlotName(me), MoveAside: act.Kind == ha.Reinitialize}
 		return a.keepBusy(ctx, v, "cloning", false, func() error {
-			if err := a.pg.Clone(ctx, a.connInfo(v, act.Target), opts); err != nil {
+			if err := a.makeReplica(ctx, v, act); err != nil {
 				return err
 			}
 			return a.startStandby(ctx, v, act.Target)

@@ -15,10 +15,10 @@ import (
 	"github.com/pgherd/pgherd/e2e/lab"
 )
 
-// clusterSuite times the first apply of examples/ha on 3 bare lab hosts,
+// clusterSuite times the first apply of examples/ha on 4 bare lab hosts,
 // broken down by phase, then the no-op plan and apply.
 func clusterSuite(ctx context.Context, log *slog.Logger, bin, work string, runs int, keep bool) (string, error) {
-	l, err := lab.Up(ctx, lab.Config{Name: "pgherd-bench-ha", Hosts: 3, Subnet: "10.81.0.0/24", Dir: filepath.Join(work, "labha"), Log: log})
+	l, err := lab.Up(ctx, lab.Config{Name: "pgherd-bench-ha", Hosts: 4, Subnet: "10.81.0.0/24", Dir: filepath.Join(work, "labha"), Log: log})
 	if err != nil {
 		return "", err
 	}
@@ -55,7 +55,7 @@ func clusterSuite(ctx context.Context, log *slog.Logger, bin, work string, runs 
 
 	var b strings.Builder
 	b.WriteString("## An HA cluster from bare hosts (pgherd apply of examples/ha)\n\n")
-	fmt.Fprintf(&b, "Machine: %s. 3 bare lab hosts (Docker containers, Debian 12); packages come from Debian's archive over the network, so the package phases depend on the mirror.\n", machine())
+	fmt.Fprintf(&b, "Machine: %s. 4 bare lab hosts (Docker containers, Debian 12); packages come from Debian's archive over the network, so the package phases depend on the mirror.\n", machine())
 	b.WriteString("Phases run one after another; the hosts of a phase in parallel. A phase's time is from its first step's start to its last step's end.\n\n")
 	b.WriteString("| what | wall time |\n|---|---:|\n")
 	for _, p := range phaseOrder {

@@ -6,7 +6,7 @@
 //
 // Suites:
 //
-//	cluster   the first apply of examples/ha on 3 bare lab hosts, by phase,
+//	cluster   the first apply of examples/ha on 4 bare lab hosts, by phase,
 //	          then the no-op plan and apply.
 //	converge  a no-op plan and a no-op apply of 12 tasks on N hosts, beside
 //	          Ansible (Debian's ansible) running the same 12 tasks on the
@@ -106,12 +106,12 @@ func run(ctx context.Context, log *slog.Logger, out string, suites []string, hos
 			}
 		case "ha":
 			section, err := haSuite(ctx, log, bin, work, haTrials, keep, func(partial string) error {
-				return writeSection(out, "ha", partial)
+				return results.WriteSection(out, "ha", partial)
 			})
 			if err != nil {
 				return err
 			}
-			if err := writeSection(out, "ha", section); err != nil {
+			if err := results.WriteSection(out, "ha", section); err != nil {
 				return err
 			}
 		default:

@@ -143,24 +143,19 @@ func waitSettled(t *testing.T, hosts []string, timeout time.Duration) string {
 
 func describeView(view map[string]memberStatus) string {
 	var parts []string
-	for _, h := range theLab.Hosts() {
-		st, ok := view[h.Name]
+	for _, h := range haDBHosts {
+		st, ok := view[h]
 		if !ok {
-			parts = append(parts, h.Name+"=no answer")
+			parts = append(parts, h+"=no answer")
 			continue
 		}
-		parts = append(parts, fmt.Sprintf("%s=%s/%s/%s leader=%v tl=%d", h.Name, st.Role, st.State, st.ReplicationState, st.Pgherd.IsLeader, st.Timeline))
+		parts = append(parts, fmt.Sprintf("%s=%s/%s/%s leader=%v tl=%d", h, st.Role, st.State, st.ReplicationState, st.Pgherd.IsLeader, st.Timeline))
 	}
 	return strings.Join(parts, " ")
 }
 
-func hostNames() []string {
-	var names []string
-	for _, h := range theLab.Hosts() {
-		names = append(names, h.Name)
-	}
-	return names
-}
+// hostNames are the HA cluster's members.
+func hostNames() []string { return slices.Clone(haDBHosts) }
 
 func hostAddr(t *testing.T, name string) string {
 	t.Helper()

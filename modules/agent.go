@@ -263,8 +263,30 @@ func (c ClusterReady) Diff(f Fact) (planner.Change, []Step, error) {
 // the postgres user, from the agent's configuration. pgherd never deletes
 // or re-initializes a repository: an existing one that cannot be opened (a
 // wrong passphrase, a server that does not answer) is an error of the plan.
+// Watch names the agent's configuration file: the probe read the
+// repository the file named before the apply, so when the file changes
+// (the repository may have moved) the repository is checked again once it
+// is written, and initialized if it is new.
 type BackupRepository struct {
 	Cluster string
+	Watch   []string
+}
+
+// Watches implements Notified.
+func (b BackupRepository) Watches() []string { return b.Watch }
+
+// Notify implements Notified.
+func (b BackupRepository) Notify(changed []string) (planner.Change, []Step) {
+	ch := planner.Change{Resource: b.Address(), Action: planner.NoOp}
+	if len(changed) == 0 {
+		return ch, nil
+	}
+	ch.Action = planner.Update
+	ch.Reason = "initialized if new; notified by " + strings.Join(changed, ", ")
+	run := "runuser -u postgres -- " + AgentBinaryPath + " backup "
+	return ch, []Step{{Desc: "pgherd backup init unless initialized", Cmd: "out=$(" + run + "list 2>&1) && exit 0\n" +
+		"case \"$out\" in *" + executors.Quote(backupNoConfig) + "*) exec " + run + "init;; esac\n" +
+		"printf '%s\\n' \"$out\" >&2; exit 1"}}
 }
 
 // Address implements Resource.
