@@ -62,6 +62,9 @@ const (
 	PublishSync Kind = "publish_sync"
 	// ClearSwitchover deletes the switchover key (CAS on Revision).
 	ClearSwitchover Kind = "clear_switchover"
+	// RestartPostgres stops the running server (fast) and starts it again
+	// under the agent.
+	RestartPostgres Kind = "restart"
 )
 
 // Action is one step of a Decision.
