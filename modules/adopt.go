@@ -313,7 +313,7 @@ func Preflight(f AdoptFacts, w AdoptWant) []Finding {
 		}
 		if !slices.ContainsFunc(w.HBA, func(r HBARule) bool { return sameHBA(l, r) }) {
 			refuse("pg_hba", fmt.Sprintf("pg_hba.conf line %d (%s) is not in the spec: pgherd writes pg_hba.conf, and the clients that line admits would be refused", l.Line, l.text()),
-				"add to the postgres block: "+l.hclBlock())
+				"add to the postgres block:"+l.hclBlock())
 		}
 	}
 
@@ -413,11 +413,11 @@ func (l AdoptHBALine) text() string {
 }
 
 func (l AdoptHBALine) hclBlock() string {
-	s := fmt.Sprintf("hba { type = %q, database = %q, user = %q", l.Type, l.Database, l.User)
+	s := fmt.Sprintf("\n    hba {\n      type     = %q\n      database = %q\n      user     = %q\n", l.Type, l.Database, l.User)
 	if a := l.cidr(); a != "" {
-		s += fmt.Sprintf(", address = %q", a)
+		s += fmt.Sprintf("      address  = %q\n", a)
 	}
-	return s + fmt.Sprintf(", method = %q }", l.Method)
+	return s + fmt.Sprintf("      method   = %q\n    }", l.Method)
 }
 
 // sameHBA reports whether the rule pgherd writes admits what line l does.
@@ -451,8 +451,7 @@ func (a PostgresAdopt) Diff(fact Fact) (planner.Change, []Step, error) {
 		}
 	}
 	if len(refusals) > 0 {
-		return ch, nil, fmt.Errorf("%s: the migration's pre-flight checks refuse it; nothing was changed:\n%s: %w",
-			addr, strings.Join(refusals, "\n"), ErrRefused)
+		return ch, nil, fmt.Errorf("the migration is %w; nothing was changed:\n%s", ErrRefused, strings.Join(refusals, "\n"))
 	}
 	ch.Action = planner.Create
 	ch.Reason = fmt.Sprintf("migrate the running PostgreSQL %s (%s, %s) into cluster %s",
