@@ -86,7 +86,12 @@ func freshLab(t *testing.T) *lab.Lab {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	cfg := lab.Config{Name: labName, Hosts: 3, Subnet: labNet + ".0/24", Dir: filepath.Join(workDir, "lab"), Log: log}
+	dir := filepath.Join(workDir, "lab")
+	if os.Getenv("PGHERD_E2E_KEEP") != "" {
+		// A kept lab keeps its key and lab.hcl too, for `pgherd -dir`.
+		dir = filepath.Join(os.TempDir(), labName)
+	}
+	cfg := lab.Config{Name: labName, Hosts: 3, Subnet: labNet + ".0/24", Dir: dir, Log: log}
 	if old, err := lab.Open(cfg); err == nil {
 		if err := old.Down(ctx); err != nil {
 			t.Fatalf("lab down: %v", err)
