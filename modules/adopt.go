@@ -158,7 +158,7 @@ func (a PostgresAdopt) Probe() string {
 		" UNION ALL SELECT 'prepared='||count(*) FROM pg_prepared_xacts" +
 		" UNION ALL SELECT 'role='||rolname FROM pg_roles WHERE rolname !~ '^pg_'" +
 		" UNION ALL SELECT 'hba='||line_number||'|'||type||'|'||coalesce(array_to_string(database, ','),'')||'|'||coalesce(array_to_string(user_name, ','),'')||'|'||coalesce(address,'')||'|'||coalesce(netmask,'')||'|'||coalesce(auth_method,'')||'|'||coalesce(array_to_string(options, ' '),'')||'|'||coalesce(error,'') FROM pg_hba_file_rules"
-	return "if head -n1 " + etc + "/postgresql.conf 2>/dev/null | grep -qx " + executors.Quote(adoptMarker) + "; then echo adopted=yes; exit 0; fi\n" +
+	return "if head -n1 " + etc + "/postgresql.conf 2>/dev/null | grep -q " + executors.Quote("^"+adoptMarker) + "; then echo adopted=yes; exit 0; fi\n" +
 		"echo adopted=no\n" +
 		"out=$(" + a.psql(settings) + " 2>&1) || { echo running=no; printf 'conn_err=%s\\n' \"$(echo \"$out\" | head -n1)\"; exit 0; }\n" +
 		"echo running=yes\nprintf '%s\\n' \"$out\"\n" +
