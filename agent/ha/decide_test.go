@@ -351,7 +351,7 @@ func TestDecide(t *testing.T) {
 			name: "adopted leader with wal_level waiting for a restart: restart under the lease",
 			v: adopting(leaderView(self(RolePrimary, 500, func(s *Self) { s.RestartNeeded = true }),
 				with(cluster("a"), func(s *dcs.ClusterState) { s.Initialize = "" })), "a"),
-			want: []string{"renew_leader", "restart"},
+			want: []string{"renew_leader", "restart", "renew_leader"},
 		},
 		{
 			name:   "adopting member, another holds the leader key: fence as before",
