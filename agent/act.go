@@ -46,6 +46,8 @@ func (a *Agent) do(ctx context.Context, v ha.View, act ha.Action) error {
 		return a.pg.Stop(ctx, pg.Fast)
 	case ha.StopPostgres:
 		return a.pg.Stop(ctx, pg.Fast)
+	case ha.RestartPostgres:
+		return a.pg.Restart(ctx)
 	case ha.Promote:
 		replayed := v.Self.ReplayedLSN
 		if err := a.renewingWhile(ctx, a.pg.Promote); err != nil {
@@ -287,6 +289,13 @@ var requiredParameters = map[string]string{
 	// A replica told to follow a new primary reconnects within a second,
 	// not PostgreSQL's default five.
 	"wal_retrieve_retry_interval": "1s",
+}
+
+// restartForReplication are the parameters of requiredParameters that
+// take effect only at a restart; an adopted primary restarts (once) when
+// one of them waits for it.
+var restartForReplication = map[string]bool{
+	"wal_level": true, "max_wal_senders": true, "max_replication_slots": true, "wal_log_hints": true,
 }
 
 // writeHBA writes pg_hba.conf from the configuration, or a default that

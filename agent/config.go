@@ -73,6 +73,10 @@ type Config struct {
 		// OSUser is the user PostgreSQL runs as when the agent runs as
 		// root (tests); the agent normally runs as postgres itself.
 		OSUser string `json:"os_user,omitempty"`
+		// Adopt names the member whose running PostgreSQL, started by
+		// someone else, becomes the new cluster's first primary (see
+		// ha.View.Adopt); "" for a cluster bootstrapped with initdb.
+		Adopt string `json:"adopt,omitempty"`
 	} `json:"postgres"`
 
 	Etcd struct {

@@ -69,6 +69,7 @@ func (a *Agent) observe(ctx context.Context) ha.View {
 		Self:      self,
 		DCS:       cs,
 		Config:    a.lastConfig,
+		Adopt:     a.cfg.Postgres.Adopt,
 	}
 	if a.leaderLease != nil {
 		v.LeaseID = a.leaderLease.ID()
@@ -105,6 +106,7 @@ func (a *Agent) self(st pg.Status, cs *dcs.ClusterState, now time.Duration) ha.S
 		// initdb always enables data checksums.
 		CanRewind: st.DataChecksums || st.State == pg.StateRunning,
 	}
+	s.RestartNeeded = slices.ContainsFunc(st.PendingRestart, func(p string) bool { return restartForReplication[p] })
 	if st.SystemID != 0 {
 		s.SystemID = strconv.FormatUint(st.SystemID, 10)
 	}

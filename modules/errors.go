@@ -12,4 +12,7 @@ var (
 	// ErrConflict is returned by Diff when the host holds something the
 	// resource must not touch (a directory where a file is wanted).
 	ErrConflict = errors.New("conflicting object on host")
+	// ErrRefused is returned by Diff when a pre-flight check refuses a
+	// procedure (a migration) as the host is; the error says what to fix.
+	ErrRefused = errors.New("refused by the pre-flight checks")
 )

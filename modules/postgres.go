@@ -34,6 +34,10 @@ type PostgresHost struct {
 	// DataDir is the data directory the agent initialises and runs
 	// (default /var/lib/postgresql/<major>/pgherd).
 	DataDir string
+	// Adopt: the host's running <major>/main cluster is migrated into the
+	// pgherd cluster (PostgresAdopt): /etc/postgresql/<major>/main stays,
+	// retired, and its unit may still run the postmaster the agent adopted.
+	Adopt bool
 }
 
 // PostgresHostResources are the resources that install PostgreSQL on a
@@ -58,18 +62,20 @@ type PostgresHost struct {
 func PostgresHostResources(cfg PostgresHost) []Resource {
 	major := strconv.Itoa(cfg.Major)
 	dataDir := orDefault(cfg.DataDir, "/var/lib/postgresql/"+major+"/pgherd")
-	return []Resource{
+	rs := []Resource{
 		File{Path: CreateClusterConfPath, Owner: "root", Group: "root", Mode: "0644", Content: "# Managed by pgherd: changes are overwritten.\n" +
 			"# The pgherd agent creates and runs the data directory: postgresql-common must create no cluster.\n" +
 			"create_main_cluster = false\n"},
-		UnitMask{Name: "postgresql@" + major + "-main.service"},
+		UnitMask{Name: "postgresql@" + major + "-main.service", MayRun: cfg.Adopt},
 		Packages{Name: "postgres", Packages: []Package{
 			{Name: "postgresql-" + major, Version: cfg.Version, Hold: cfg.Hold},
 			{Name: "postgresql-client-" + major, Version: cfg.Version, Hold: cfg.Hold},
 		}},
-		Directory{Path: "/etc/postgresql/" + major + "/main", Absent: true},
-		Directory{Path: dataDir, Owner: "postgres", Group: "postgres", Mode: "0700"},
 	}
+	if !cfg.Adopt {
+		rs = append(rs, Directory{Path: "/etc/postgresql/" + major + "/main", Absent: true})
+	}
+	return append(rs, Directory{Path: dataDir, Owner: "postgres", Group: "postgres", Mode: "0700"})
 }
 
 // UnitMask is a systemd unit that must never start: masked (a link to
@@ -79,6 +85,9 @@ func PostgresHostResources(cfg PostgresHost) []Resource {
 // the change says so and the operator stops it.
 type UnitMask struct {
 	Name string `json:"name"`
+	// MayRun: the unit still runs a process pgherd adopted (a migrated
+	// postmaster, until the agent restarts it); that is no change.
+	MayRun bool `json:"may_run,omitempty"`
 }
 
 // Address implements Resource.
@@ -119,7 +128,7 @@ func (u UnitMask) Diff(f Fact) (planner.Change, []Step, error) {
 		ch.Attrs = append(ch.Attrs, planner.Attr{Name: "masked", Before: "false", After: "true"})
 		steps = append(steps, s.systemctl("mask"))
 	}
-	if running {
+	if running && !u.MayRun {
 		reasons = append(reasons, "unit is running: masking does not stop it; stop it by hand once you know it is not in use")
 		ch.Attrs = append(ch.Attrs, planner.Attr{Name: "state", Before: active, After: active + " (not stopped by pgherd)"})
 	}

@@ -220,6 +220,14 @@ func (l *loader) decodePostgres(c *decoded, ports *portUses) Postgres {
 		}
 		return l.hostNames()
 	})
+	if d.good("adopt") {
+		p.Adopt = d.str("adopt")
+		if !slices.Contains(p.Hosts, p.Adopt) {
+			l.errorf(d.rng("adopt"), "Adopted host is not a PostgreSQL host",
+				"adopt names %q, which is not one of the PostgreSQL hosts (%s): the host to adopt must be in hosts.%s",
+				p.Adopt, strings.Join(p.Hosts, ", "), suggest(p.Adopt, p.Hosts))
+		}
+	}
 	p.SuperuserPassword = l.password(d, "superuser_password", "superuser_password")
 	p.ReplicationPassword = l.password(d, "replication_password", "replication_password")
 	if d.good("replication_user") && (!pgIdent.MatchString(p.ReplicationUser) || p.ReplicationUser == "postgres" || strings.HasPrefix(p.ReplicationUser, "pg_")) {

@@ -49,6 +49,9 @@ var clusterSchema = Block{
 					Description: "An exact Debian version of `postgresql-<version>`, such as `\"15.18-0+deb12u1\"`; it must start with the major version."},
 				{Name: "port", Type: cty.Number, Kind: KindPort, Default: cty.NumberIntVal(5432), Description: "The port PostgreSQL listens on."},
 				{Name: "data_dir", Type: cty.String, Kind: KindAbsPath, DefaultDoc: "`\"/var/lib/postgresql/<version>/main\"`", Description: "The data directory."},
+				{Name: "adopt", Type: cty.String, DefaultDoc: "none",
+					Description: "A host of `hosts` whose running PostgreSQL, installed by hand (Debian's `<version>/main` cluster), becomes the cluster's first primary without a restart; the other hosts are cloned from it. " +
+						"`plan` checks it first and shows the migration's steps with their client impact (see docs/runbooks/migration.md)."},
 			}, append(hostsAttrs("PostgreSQL", "the hosts with the role `postgres`, else every host"),
 				passwordAttr("superuser_password", "The password of the `postgres` superuser.", true),
 				Attr{Name: "replication_user", Type: cty.String, Default: cty.StringVal("replicator"), Description: "The role replicas connect as."},

@@ -201,6 +201,10 @@ type Postgres struct {
 	Port           int
 	DataDir        string
 	Hosts          []string
+	// Adopt names the host whose running PostgreSQL (installed by hand,
+	// Debian's <version>/main cluster) becomes the cluster's first primary
+	// without a restart; "" when the cluster is bootstrapped afresh.
+	Adopt string
 	// SuperuserPassword is the password of the postgres role.
 	SuperuserPassword   string
 	ReplicationUser     string

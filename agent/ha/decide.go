@@ -45,6 +45,11 @@ func decideRules(v View) Decision {
 	ownLease := leaderIsMe && v.LeaseID != 0 && leader.Lease == v.LeaseID
 	running := v.Self.Role == RolePrimary || v.Self.Role == RoleReplica
 
+	// 0. Adoption of a running postmaster into a new cluster.
+	if d, ok := decideAdopt(v, leader, ownLease); ok {
+		return d
+	}
+
 	// 1. Fencing first. Only a renewal sent after a thaw can restore
 	// leadership, so a stale DCS read saying "leader: me" does not help.
 	// A leader whose PostgreSQL could not be observed (it runs but did not
@@ -140,6 +145,9 @@ func decideInit(v View, leader *dcs.LeaderKey, leaderIsMe bool) (Decision, bool)
 					Action{Kind: RaceInitialize, Value: v.Self.SystemID}), true
 			}
 			return decide("no initialize key: waiting for leader " + leader.Name + " to write it"), true
+		}
+		if v.Adopt != "" && v.Adopt != me {
+			return decide("no initialize key: waiting for " + v.Adopt + "'s adopted primary to initialize the cluster"), true
 		}
 		// The leader key is taken before the new primary starts: a primary
 		// never runs without a valid lease (rule 1 would fence it).

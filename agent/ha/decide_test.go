@@ -88,6 +88,8 @@ func plainView(s Self, st *dcs.ClusterState) View {
 	return v
 }
 
+func adopting(v View, member string) View { v.Adopt = member; return v }
+
 func withCfg(v View, f func(*dcs.Config)) View {
 	f(&v.Config)
 	if v.DCS != nil {
@@ -366,6 +368,42 @@ func TestDecide(t *testing.T) {
 			name: "missing initialize key with existing data: register its system identifier",
 			v:    leaderView(self(RolePrimary, 500), with(cluster("a"), func(s *dcs.ClusterState) { s.Initialize = "" })),
 			want: []string{"race_initialize(7000)"},
+		},
+
+		// 0. Adoption of a running postmaster (a migration).
+		{
+			name:   "adopting member with a primary it did not start: take the leader key, never fence",
+			v:      adopting(plainView(self(RolePrimary, 500), with(cluster(""), func(s *dcs.ClusterState) { s.Initialize = "" })), "a"),
+			want:   []string{"acquire_leader"},
+			reason: "adopting the running primary",
+		},
+		{
+			name: "adopted leader: register the system identifier",
+			v:    adopting(leaderView(self(RolePrimary, 500), with(cluster("a"), func(s *dcs.ClusterState) { s.Initialize = "" })), "a"),
+			want: []string{"race_initialize(7000)"},
+		},
+		{
+			name: "adopted leader with wal_level waiting for a restart: restart under the lease",
+			v: adopting(leaderView(self(RolePrimary, 500, func(s *Self) { s.RestartNeeded = true }),
+				with(cluster("a"), func(s *dcs.ClusterState) { s.Initialize = "" })), "a"),
+			want: []string{"renew_leader", "restart", "renew_leader"},
+		},
+		{
+			name:   "adopting member, another holds the leader key: fence as before",
+			v:      adopting(plainView(self(RolePrimary, 500), with(cluster("b"), func(s *dcs.ClusterState) { s.Initialize = "" })), "a"),
+			want:   []string{"fence"},
+			reason: "b holds the leader key",
+		},
+		{
+			name: "initialized cluster: adoption is over, a primary without a lease fences",
+			v:    adopting(plainView(self(RolePrimary, 500), cluster("")), "a"),
+			want: []string{"fence"},
+		},
+		{
+			name:   "empty member of an adopting cluster never bootstraps",
+			v:      adopting(plainView(self(RoleStopped, 0, func(s *Self) { s.DataDir, s.SystemID = false, "" }), with(cluster(""), func(s *dcs.ClusterState) { s.Initialize = "" })), "b"),
+			want:   nil,
+			reason: "waiting for b's adopted primary",
 		},
 
 		// 6. The leader key is mine.

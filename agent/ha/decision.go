@@ -64,6 +64,9 @@ const (
 	// records its outcome: Value is why it was cancelled or aborted, ""
 	// when it is done.
 	ClearSwitchover Kind = "clear_switchover"
+	// RestartPostgres stops the running server (fast) and starts it again
+	// under the agent.
+	RestartPostgres Kind = "restart"
 )
 
 // Action is one step of a Decision.

@@ -56,6 +56,9 @@ type Self struct {
 	Diverged bool
 	// CanRewind: pg_rewind is possible (data checksums or wal_log_hints).
 	CanRewind bool
+	// RestartNeeded: a parameter replication needs (wal_level,
+	// max_wal_senders, …) waits for a restart of the running server.
+	RestartNeeded bool
 	// DownSince is the monotonic instant the loop first saw PostgreSQL
 	// not running (0 while running).
 	DownSince time.Duration
@@ -106,6 +109,11 @@ type View struct {
 	// directory when it cannot rejoin otherwise. Off by default: pgherd
 	// deletes a data directory only when asked to.
 	AllowReinitialize bool
+	// Adopt names the member whose running PostgreSQL becomes the first
+	// primary of a new cluster (a migration): that member takes the
+	// leader key for the postmaster it did not start instead of fencing
+	// it, and no member bootstraps a cluster of its own.
+	Adopt string
 }
 
 // InitializePending prefixes the initialize key's value while its winner

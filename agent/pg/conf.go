@@ -172,18 +172,18 @@ func (i *Instance) ensureInclude() error {
 		return fmt.Errorf("pg: read postgresql.conf: %w", err)
 	}
 	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if strings.TrimSpace(lines[len(lines)-1]) == includeLine {
+	if strings.TrimSpace(lines[len(lines)-1]) == IncludeLine {
 		return nil
 	}
 	// Drop an earlier include of ours (something was appended after it)
 	// and put it back last.
 	var keep []string
 	for _, l := range lines {
-		if strings.TrimSpace(l) != includeLine {
+		if strings.TrimSpace(l) != IncludeLine {
 			keep = append(keep, l)
 		}
 	}
-	keep = append(keep, "", "# pgherd: the agent-managed parameters come last and win.", includeLine)
+	keep = append(keep, "", "# pgherd: the agent-managed parameters come last and win.", IncludeLine)
 	return i.writeFile(p, []byte(strings.Join(keep, "\n")+"\n"))
 }
 

@@ -96,8 +96,8 @@ type Instance struct {
 // configuration file the agent owns.
 const ManagedConfFile = "pgherd.conf"
 
-// includeLine is appended to postgresql.conf to read the managed file.
-const includeLine = "include '" + ManagedConfFile + "'"
+// IncludeLine is appended to postgresql.conf to read the managed file.
+const IncludeLine = "include '" + ManagedConfFile + "'"
 
 func (i *Instance) log() *slog.Logger {
 	if i.Log == nil {

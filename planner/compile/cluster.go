@@ -103,10 +103,18 @@ func clusterPhases(m *spec.Model, c *spec.Cluster, keep func(string) bool, bin m
 		return nil, err
 	}
 	pgResources := func(h spec.Host) ([]modules.Resource, error) {
+		adopt := h.Name == c.Postgres.Adopt
 		rs := modules.PostgresHostResources(modules.PostgresHost{
 			Major: c.Postgres.Version, Version: c.Postgres.PackageVersion, Hold: c.Postgres.PackageVersion != "",
-			DataDir: c.Postgres.DataDir,
+			DataDir: c.Postgres.DataDir, Adopt: adopt,
 		})
+		if adopt {
+			r, err := adoptResource(m, c, h)
+			if err != nil {
+				return nil, err
+			}
+			rs = append([]modules.Resource{r}, rs...)
+		}
 		cfg, err := agentConfig(m, c, h, endpoints, hba)
 		if err != nil {
 			return nil, err
@@ -264,6 +272,15 @@ func mergePackages(lists ...[]modules.Resource) []modules.Resource {
 // postgres user, replication and pg_rewind between the members, then the
 // spec's rules in order.
 func renderHBA(m *spec.Model, c *spec.Cluster) (string, error) {
+	rules, err := hbaRules(m, c)
+	if err != nil {
+		return "", err
+	}
+	return modules.RenderPgHBA(rules)
+}
+
+// hbaRules are the rules of the cluster's pg_hba.conf, in order.
+func hbaRules(m *spec.Model, c *spec.Cluster) ([]modules.HBARule, error) {
 	rules := []modules.HBARule{{Type: "local", Database: "all", User: "postgres", Method: "peer"}}
 	for _, hn := range c.Postgres.Hosts {
 		i := slices.IndexFunc(m.Hosts, func(h spec.Host) bool { return h.Name == hn })
@@ -276,7 +293,7 @@ func renderHBA(m *spec.Model, c *spec.Cluster) (string, error) {
 	for _, r := range c.Postgres.HBA {
 		rules = append(rules, modules.HBARule{Type: r.Type, Database: r.Database, User: r.User, Address: r.Address, Method: r.Method})
 	}
-	return modules.RenderPgHBA(rules)
+	return rules, nil
 }
 
 // pgObjects are the spec's roles and databases, as the agent applies them.
@@ -308,6 +325,7 @@ func agentConfig(m *spec.Model, c *spec.Cluster, h spec.Host, endpoints []string
 	cfg.Postgres.Parameters = archiveParameters(c)
 	cfg.Backup = backupConfig(c)
 	cfg.Postgres.HBA = hba
+	cfg.Postgres.Adopt = c.Postgres.Adopt
 	cfg.Postgres.Superuser = agent.Credentials{User: "postgres", Password: c.Postgres.SuperuserPassword}
 	cfg.Postgres.Replication = agent.Credentials{User: c.Postgres.ReplicationUser, Password: c.Postgres.ReplicationPassword}
 	cfg.Postgres.Roles, cfg.Postgres.Databases = pgObjects(c)

@@ -1,0 +1,566 @@
+// Package migrate runs the one-shot migration of a PostgreSQL installed by
+// hand into a pgherd HA cluster (postgres.adopt), on its own lab
+// (pgherd-e2e-migrate on 10.83.0.0/24; PGHERD_E2E_MIGRATE_LAB and
+// PGHERD_E2E_MIGRATE_NET move it). Each scenario starts from fresh hosts:
+// node1 gets Debian's postgresql-15 with its default cluster, its own
+// roles, pg_hba and data; a client writes to it continuously while
+// `pgherd apply` turns the three hosts into a cluster behind HAProxy and
+// the VIP. PGHERD_E2E_MIGRATE_MB sets the size of the loaded data (default
+// 64 MB, to keep CI lean; the issue's "few GB" is the bench suite's).
+package migrate
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/pgherd/pgherd/e2e/lab"
+)
+
+var (
+	pgherdBin string
+	workDir   string
+	labName   = envOr("PGHERD_E2E_MIGRATE_LAB", "pgherd-e2e-migrate")
+	labNet    = envOr("PGHERD_E2E_MIGRATE_NET", "10.83.0")
+	dataMB    = envOr("PGHERD_E2E_MIGRATE_MB", "64")
+)
+
+const (
+	superuserPassword = "migrate-superuser-pw"
+	shopPassword      = "shop-pw"
+)
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func vip() string { return labNet + ".100" }
+
+func TestMain(m *testing.M) {
+	if os.Getenv("PGHERD_E2E") != "1" {
+		fmt.Println("e2e/migrate: skipped; set PGHERD_E2E=1 to run the lab scenarios (make e2e)")
+		os.Exit(0)
+	}
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	tmp, err := os.MkdirTemp("", "pgherd-e2e-migrate-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+	workDir = tmp
+	pgherdBin = filepath.Join(tmp, "pgherd")
+	build := exec.Command("go", "build", "-o", pgherdBin, "../../cmd/pgherd")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e/migrate: building pgherd:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// freshLab brings up the scenario's three hosts from scratch (a lab left
+// by an earlier scenario is taken down first) and takes them down at the
+// end unless PGHERD_E2E_KEEP is set.
+func freshLab(t *testing.T) *lab.Lab {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	dir := filepath.Join(workDir, "lab")
+	if os.Getenv("PGHERD_E2E_KEEP") != "" {
+		// A kept lab keeps its key and lab.hcl too, for `pgherd -dir`.
+		dir = filepath.Join(os.TempDir(), labName)
+	}
+	cfg := lab.Config{Name: labName, Hosts: 3, Subnet: labNet + ".0/24", Dir: dir, Log: log}
+	if old, err := lab.Open(cfg); err == nil {
+		if err := old.Down(ctx); err != nil {
+			t.Fatalf("lab down: %v", err)
+		}
+	}
+	l, err := lab.Up(ctx, cfg)
+	if err != nil {
+		t.Fatalf("lab up: %v", err)
+	}
+	t.Cleanup(func() {
+		if os.Getenv("PGHERD_E2E_KEEP") != "" {
+			t.Logf("lab kept (PGHERD_E2E_KEEP): %s", l.Dir())
+			return
+		}
+		if err := l.Down(context.Background()); err != nil {
+			t.Errorf("lab down: %v", err)
+		}
+	})
+	return l
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d\n--- stdout\n%s\n--- stderr\n%s", r.code, r.stdout, r.stderr)
+}
+
+func pgherd(t *testing.T, dir string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(pgherdBin, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "NO_COLOR=1")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("running pgherd %s: %v", strings.Join(args, " "), err)
+	}
+	t.Logf("pgherd %s\n%s", strings.Join(args, " "), r)
+	return r
+}
+
+func onHost(t *testing.T, l *lab.Lab, host, script string) string {
+	t.Helper()
+	out, err := l.Exec(context.Background(), host, "sh", "-c", script)
+	if err != nil {
+		t.Fatalf("%s: %s: %v\n%s", host, script, err, out)
+	}
+	return strings.TrimSpace(out)
+}
+
+// handSetup installs PostgreSQL 15 on node1 as an administrator would:
+// Debian's package and its 15/main cluster, settings in conf.d, a role and
+// a database of the application with its pg_hba rule, an extension, and
+// dataMB of rows.
+func handSetup(t *testing.T, l *lab.Lab, settings string) {
+	t.Helper()
+	onHost(t, l, "node1", `set -e
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q >/dev/null
+apt-get install -y -q postgresql-15 >/dev/null
+cat > /etc/postgresql/15/main/conf.d/shop.conf <<'EOF'
+`+settings+`
+EOF
+echo "host shop shop `+labNet+`.0/24 scram-sha-256" >> /etc/postgresql/15/main/pg_hba.conf
+systemctl restart postgresql@15-main
+runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 <<'EOF'
+CREATE ROLE shop LOGIN PASSWORD '`+shopPassword+`';
+CREATE DATABASE shop OWNER shop;
+\c shop
+CREATE EXTENSION pg_stat_statements;
+SET ROLE shop;
+CREATE TABLE items (id bigint PRIMARY KEY, payload text NOT NULL);
+INSERT INTO items SELECT g, repeat(md5(g::text), 30) FROM generate_series(1, `+dataMB+` * 1024 * 1024 / 1000) g;
+CREATE TABLE writes (id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT now());
+EOF`)
+}
+
+// spec is the cluster the migration builds: node1 adopted, node2 and
+// node3 cloned, HAProxy and keepalived on node1 and node2; hba keeps every
+// rule of Debian's default pg_hba.conf and the application's.
+func spec(l *lab.Lab, extraHBA string) string {
+	return l.SpecSnippet() + `
+cluster "shop" {
+  postgres {
+    version              = 15
+    hosts                = ["node1", "node2", "node3"]
+    adopt                = "node1"
+    superuser_password   = "` + superuserPassword + `"
+    replication_password = "migrate-replication-pw"
+
+    hba {
+      type   = "local"
+      method = "peer"
+    }
+    hba {
+      address = "127.0.0.1/32"
+    }
+    hba {
+      address = "::1/128"
+    }
+    hba {
+      type     = "local"
+      database = "replication"
+      method   = "peer"
+    }
+    hba {
+      database = "replication"
+      address  = "127.0.0.1/32"
+    }
+    hba {
+      database = "replication"
+      address  = "::1/128"
+    }
+` + extraHBA + `
+  }
+
+  etcd {
+    hosts              = ["node1", "node2", "node3"]
+    heartbeat_interval = "50ms"
+    election_timeout   = "500ms"
+  }
+
+  ha {
+    ttl       = "10s"
+    loop_wait = "1s"
+    api_token = "migrate-api-token"
+  }
+
+  haproxy {
+    hosts        = ["node1", "node2"]
+    primary_port = 5000
+    replica_port = 5001
+    stats_port   = 7000
+  }
+
+  keepalived {
+    vip       = "` + vip() + `/24"
+    interface = "eth0"
+    router_id = 83
+    password  = "migrate"
+  }
+}
+`
+}
+
+const shopHBA = `    hba {
+      database = "shop"
+      user     = "shop"
+      address  = "` + "LABNET" + `.0/24"
+    }
+`
+
+func writeSpec(t *testing.T, content string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// ack is one write the server acknowledged.
+type ack struct {
+	id int64
+	at time.Time
+}
+
+// writer inserts one row per transaction into shop.writes on the
+// connection it was given, the application's original connection to
+// node1, and records each acknowledged id; after an error it reconnects to
+// node1 and counts the error. Its goroutine ends with ctx; stop waits.
+type writer struct {
+	mu      sync.Mutex
+	acks    []ack
+	errs    int
+	lastErr string
+	done    chan struct{}
+}
+
+func shopURL(host string, port int) string {
+	return fmt.Sprintf("postgres://shop:%s@%s:%d/shop?sslmode=disable&connect_timeout=3", shopPassword, host, port)
+}
+
+func startWriter(ctx context.Context, t *testing.T, addr string) *writer {
+	t.Helper()
+	w := &writer{done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		var conn *pgx.Conn
+		defer func() {
+			if conn != nil {
+				conn.Close(context.Background())
+			}
+		}()
+		var id int64
+		for ctx.Err() == nil {
+			if conn == nil {
+				c, err := pgx.Connect(ctx, shopURL(addr, 5432))
+				if err != nil {
+					w.fail(ctx, err)
+					continue
+				}
+				conn = c
+			}
+			id++
+			qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err := conn.Exec(qctx, "INSERT INTO writes (id) VALUES ($1)", id)
+			cancel()
+			if err != nil {
+				conn.Close(context.Background())
+				conn = nil
+				w.fail(ctx, err)
+				continue
+			}
+			w.mu.Lock()
+			w.acks = append(w.acks, ack{id: id, at: time.Now()})
+			w.mu.Unlock()
+			select {
+			case <-ctx.Done():
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
+	return w
+}
+
+func (w *writer) fail(ctx context.Context, err error) {
+	if ctx.Err() != nil {
+		return
+	}
+	w.mu.Lock()
+	w.errs++
+	w.lastErr = err.Error()
+	w.mu.Unlock()
+	select {
+	case <-ctx.Done():
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+// stats are the acknowledged writes, the failed attempts, and the longest
+// time between two acknowledged writes.
+func (w *writer) stats() (acks []ack, errs int, lastErr string, gap time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i := 1; i < len(w.acks); i++ {
+		gap = max(gap, w.acks[i].at.Sub(w.acks[i-1].at))
+	}
+	return slices.Clone(w.acks), w.errs, w.lastErr, gap
+}
+
+func (w *writer) waitAcks(t *testing.T, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; {
+		acks, _, last, _ := w.stats()
+		if len(acks) >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the writer has %d acknowledged writes, want %d: last error %s", len(acks), n, last)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// missing returns the acknowledged ids the server at addr does not have.
+func missing(ctx context.Context, t *testing.T, addr string, port int, acks []ack) []int64 {
+	t.Helper()
+	conn := connect(ctx, t, shopURL(addr, port))
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(ctx, "SELECT id FROM writes")
+	if err != nil {
+		t.Fatalf("reading writes: %v", err)
+	}
+	have := map[int64]bool{}
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		have[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	var miss []int64
+	for _, a := range acks {
+		if !have[a.id] {
+			miss = append(miss, a.id)
+		}
+	}
+	return miss
+}
+
+// connect connects to url, retrying for up to a minute (the VIP and
+// HAProxy route to a new primary once etcd's lease has expired).
+func connect(ctx context.Context, t *testing.T, url string) *pgx.Conn {
+	t.Helper()
+	var last error
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		conn, err := pgx.Connect(cctx, url)
+		cancel()
+		if err == nil {
+			return conn
+		}
+		last = err
+	}
+	t.Fatalf("connecting to %s: %v", url, last)
+	return nil
+}
+
+func fileSum(t *testing.T, l *lab.Lab, path string) string {
+	t.Helper()
+	return onHost(t, l, "node1", "sha256sum "+path+" | cut -d' ' -f1")
+}
+
+// TestMigrate: a live node1 without wal_level or restart trouble is
+// migrated while a client writes: a plan refused by the pre-flight checks
+// and a dry run change nothing; apply adopts the running postmaster (its
+// pid and the client's connection survive), clones node2 and node3, and
+// sets up HAProxy and the VIP; no acknowledged write is lost, a second
+// plan is empty, and a failover afterwards works.
+func TestMigrate(t *testing.T) {
+	l := freshLab(t)
+	handSetup(t, l, "listen_addresses = '*'\nwal_log_hints = on\nmax_connections = 150\n")
+	pidBefore := onHost(t, l, "node1", "head -n1 /var/lib/postgresql/15/main/postmaster.pid")
+	etcConf := "/etc/postgresql/15/main/postgresql.conf"
+	sumBefore := fileSum(t, l, etcConf)
+
+	// A spec without the application's pg_hba rule is refused, and the
+	// refusal changes nothing.
+	refused := writeSpec(t, spec(l, ""))
+	if r := pgherd(t, refused, "apply", "-auto-approve", "."); r.code == 0 ||
+		!strings.Contains(r.stdout+r.stderr, "(host shop shop "+labNet+".0/24 scram-sha-256) is not in the spec") {
+		t.Fatalf("apply of a spec without the shop pg_hba rule: want a refusal naming the line, got %s", r)
+	}
+	good := writeSpec(t, spec(l, strings.ReplaceAll(shopHBA, "LABNET", labNet)))
+	r := pgherd(t, good, "plan", ".")
+	if r.code != 0 || !strings.Contains(r.stdout, "postgres_adopt.15/main") || !strings.Contains(r.stdout, "impact: reload only") {
+		t.Fatalf("plan: want the migration with impact reload only, got %s", r)
+	}
+	if got := fileSum(t, l, etcConf); got != sumBefore {
+		t.Fatalf("the refused apply or the plan changed %s", etcConf)
+	}
+	if out := onHost(t, l, "node1", "ls /var/lib/pgherd/adopt 2>/dev/null | wc -l; systemctl is-active pgherd-agent || true"); !strings.HasPrefix(out, "0") {
+		t.Fatalf("the refused apply or the plan changed node1: %s", out)
+	}
+
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	w := startWriter(ctx, t, l.Hosts()[0].Address)
+	w.waitAcks(t, 50)
+	t0 := time.Now()
+	if r := pgherd(t, good, "apply", "-auto-approve", "."); r.code != 0 {
+		t.Fatalf("apply: %s", r)
+	}
+	wall := time.Since(t0)
+	w.waitAcks(t, len(must(w))+50)
+	stop()
+	<-w.done
+	acks, errs, lastErr, gap := w.stats()
+	t.Logf("migration: %d MB of data, apply took %s; %d writes acknowledged on the original connection, %d failed (%s), longest write gap %s",
+		mustAtoi(t, dataMB), wall.Round(100*time.Millisecond), len(acks), errs, lastErr, gap.Round(time.Millisecond))
+	if errs != 0 {
+		t.Errorf("the client's connection to node1 broke %d times during the migration (last: %s): want none without a restart", errs, lastErr)
+	}
+	if pid := onHost(t, l, "node1", "head -n1 /var/lib/postgresql/15/main/postmaster.pid"); pid != pidBefore {
+		t.Errorf("the postmaster's pid changed from %s to %s: the migration restarted it", pidBefore, pid)
+	}
+	if r := pgherd(t, good, "status", "."); r.code != 0 {
+		t.Fatalf("status after the migration: %s", r)
+	}
+	if r := pgherd(t, good, "plan", "-detailed-exitcode", "."); r.code != 0 {
+		t.Errorf("a second plan is not empty: %s", r)
+	}
+	if out := onHost(t, l, "node1", "systemctl show -p UnitFileState --value postgresql@15-main; cat /etc/postgresql/15/main/start.conf"); !strings.Contains(out, "masked") || !strings.Contains(out, "disabled") {
+		t.Errorf("Debian's unit is not retired: %s", out)
+	}
+	if miss := missing(context.Background(), t, vip(), 5000, acks); len(miss) > 0 {
+		t.Fatalf("%d acknowledged writes missing through the VIP: %v", len(miss), miss[:min(len(miss), 10)])
+	}
+	var rows int64
+	conn := connect(context.Background(), t, shopURL(vip(), 5001))
+	if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM items").Scan(&rows); err != nil || rows == 0 {
+		t.Fatalf("the replica port shows %d items (%v)", rows, err)
+	}
+	conn.Close(context.Background())
+
+	// A failover afterwards: node1 goes away, a replica takes over behind
+	// the VIP with every acknowledged write.
+	if err := l.Kill(context.Background(), "node1"); err != nil {
+		t.Fatal(err)
+	}
+	conn = connect(context.Background(), t, shopURL(vip(), 5000))
+	defer conn.Close(context.Background())
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(500 * time.Millisecond) {
+		_, err := conn.Exec(context.Background(), "INSERT INTO writes (id) VALUES (-1)")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no write accepted through the VIP after node1's loss: %v", err)
+		}
+		conn.Close(context.Background())
+		conn = connect(context.Background(), t, shopURL(vip(), 5000))
+	}
+	if miss := missing(context.Background(), t, vip(), 5000, acks); len(miss) > 0 {
+		t.Fatalf("after the failover, %d acknowledged writes are missing: %v", len(miss), miss[:min(len(miss), 10)])
+	}
+}
+
+// TestMigrateRestart: node1 runs with wal_level = minimal, which no
+// replica can stream from: the plan says a restart is needed and why, and
+// the agent restarts the server once; the write gap is recorded, no
+// acknowledged write is lost.
+func TestMigrateRestart(t *testing.T) {
+	l := freshLab(t)
+	handSetup(t, l, "listen_addresses = '*'\nwal_level = minimal\nmax_wal_senders = 0\n")
+	good := writeSpec(t, spec(l, strings.ReplaceAll(shopHBA, "LABNET", labNet)))
+	r := pgherd(t, good, "plan", ".")
+	if r.code != 0 || !strings.Contains(r.stdout, "impact: restart needed because wal_level=minimal, max_wal_senders=0") {
+		t.Fatalf("plan: want the restart predicted, got %s", r)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	w := startWriter(ctx, t, l.Hosts()[0].Address)
+	w.waitAcks(t, 50)
+	t0 := time.Now()
+	if r := pgherd(t, good, "apply", "-auto-approve", "."); r.code != 0 {
+		t.Fatalf("apply: %s", r)
+	}
+	wall := time.Since(t0)
+	w.waitAcks(t, len(must(w))+50)
+	stop()
+	<-w.done
+	acks, errs, lastErr, gap := w.stats()
+	t.Logf("migration with a restart: apply took %s; %d writes acknowledged, %d failed attempts (%s), longest write gap %s",
+		wall.Round(100*time.Millisecond), len(acks), errs, lastErr, gap.Round(time.Millisecond))
+	if r := pgherd(t, good, "status", "."); r.code != 0 {
+		t.Fatalf("status after the migration: %s", r)
+	}
+	if miss := missing(context.Background(), t, vip(), 5000, acks); len(miss) > 0 {
+		t.Fatalf("%d acknowledged writes missing through the VIP: %v", len(miss), miss[:min(len(miss), 10)])
+	}
+	if lvl := onHost(t, l, "node1", "runuser -u postgres -- psql -XAtc 'SHOW wal_level'"); lvl != "replica" {
+		t.Errorf("wal_level after the migration is %q, want replica", lvl)
+	}
+}
+
+func must(w *writer) []ack {
+	acks, _, _, _ := w.stats()
+	return acks
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatalf("PGHERD_E2E_MIGRATE_MB=%q: %v", s, err)
+	}
+	return n
+}
