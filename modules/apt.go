@@ -21,6 +21,10 @@ type Package struct {
 	Hold bool `json:"hold,omitempty"`
 	// Absent removes the package (apt-get remove, configuration kept).
 	Absent bool `json:"absent,omitempty"`
+	// KeepInstalled: Version is installed when the package is missing, but
+	// an installed package at another version is left alone here, because
+	// a procedure moves it (PostgresRoll: a rolling minor upgrade).
+	KeepInstalled bool `json:"keep_installed,omitempty"`
 }
 
 // Packages is a set of packages of one host, as one resource, so that a
@@ -169,7 +173,7 @@ func (p Packages) Diff(f Fact) (planner.Change, []Step, error) {
 			switch {
 			case !s.installed():
 				nInstall++
-			case pk.Version != "" && s.version != pk.Version:
+			case pk.Version != "" && s.version != pk.Version && !pk.KeepInstalled:
 				if CompareDebianVersions(pk.Version, s.version) < 0 {
 					nDowngrade++
 					allowDowngrade = true

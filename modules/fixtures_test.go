@@ -38,6 +38,8 @@ func newResource(kind string) (any, error) {
 		return &Service{}, nil
 	case "sysctl":
 		return &Sysctl{}, nil
+	case "postgres_roll":
+		return &PostgresRoll{}, nil
 	}
 	return nil, fmt.Errorf("unknown kind %q", kind)
 }
@@ -57,6 +59,8 @@ func deref(p any) Resource {
 	case *Service:
 		return *r
 	case *Sysctl:
+		return *r
+	case *PostgresRoll:
 		return *r
 	}
 	panic(fmt.Sprintf("unknown resource %T", p))

@@ -31,6 +31,9 @@ type PostgresHost struct {
 	Version string
 	// Hold keeps apt from upgrading them (minor upgrades are a procedure).
 	Hold bool
+	// Rolling: once installed, another Version is installed by the
+	// rolling procedure (PostgresRoll), one member at a time, not here.
+	Rolling bool
 	// DataDir is the data directory the agent initialises and runs
 	// (default /var/lib/postgresql/<major>/pgherd).
 	DataDir string
@@ -64,8 +67,8 @@ func PostgresHostResources(cfg PostgresHost) []Resource {
 			"create_main_cluster = false\n"},
 		UnitMask{Name: "postgresql@" + major + "-main.service"},
 		Packages{Name: "postgres", Packages: []Package{
-			{Name: "postgresql-" + major, Version: cfg.Version, Hold: cfg.Hold},
-			{Name: "postgresql-client-" + major, Version: cfg.Version, Hold: cfg.Hold},
+			{Name: "postgresql-" + major, Version: cfg.Version, Hold: cfg.Hold, KeepInstalled: cfg.Rolling},
+			{Name: "postgresql-client-" + major, Version: cfg.Version, Hold: cfg.Hold, KeepInstalled: cfg.Rolling},
 		}},
 		Directory{Path: "/etc/postgresql/" + major + "/main", Absent: true},
 		Directory{Path: dataDir, Owner: "postgres", Group: "postgres", Mode: "0700"},

@@ -48,9 +48,9 @@ WantedBy=multi-user.target
 `
 
 // clusterPhases are the phases of the HA cluster, in apply order: etcd,
-// PostgreSQL and the agent, the wait for the cluster to come up, HAProxy,
-// keepalived. Within a phase the hosts are worked on in parallel.
-func clusterPhases(m *spec.Model, c *spec.Cluster, keep func(string) bool, bin modules.AgentBinary) ([]engine.Phase, error) {
+// PostgreSQL and the agent, the wait for the cluster to come up, the
+// rolling procedure (leader last), HAProxy, keepalived. Within a phase the hosts are worked on in parallel.
+func clusterPhases(m *spec.Model, c *spec.Cluster, keep func(string) bool, bin modules.AgentBinary, leader string) ([]engine.Phase, error) {
 	host := func(name string) spec.Host {
 		i := slices.IndexFunc(m.Hosts, func(h spec.Host) bool { return h.Name == name })
 		return m.Hosts[i]
@@ -104,7 +104,7 @@ func clusterPhases(m *spec.Model, c *spec.Cluster, keep func(string) bool, bin m
 	pgResources := func(h spec.Host) ([]modules.Resource, error) {
 		rs := modules.PostgresHostResources(modules.PostgresHost{
 			Major: c.Postgres.Version, Version: c.Postgres.PackageVersion, Hold: c.Postgres.PackageVersion != "",
-			DataDir: c.Postgres.DataDir,
+			DataDir: c.Postgres.DataDir, Rolling: true,
 		})
 		cfg, err := agentConfig(m, c, h, endpoints, hba)
 		if err != nil {
@@ -166,6 +166,9 @@ func clusterPhases(m *spec.Model, c *spec.Cluster, keep func(string) bool, bin m
 			API: "127.0.0.1:" + strconv.Itoa(c.HA.APIPort)}}, nil
 	}); err != nil {
 		return nil, err
+	}
+	if p := rollingPhase(c, keep, leader); len(p.Hosts) > 0 {
+		phases = append(phases, p)
 	}
 
 	// HAProxy and keepalived: one phase, one apt-get run per host (the

@@ -20,6 +20,9 @@ type Options struct {
 	// (modules.NewAgentBinary for the running one); needed only when the
 	// spec has a cluster.
 	AgentBinary modules.AgentBinary
+	// Leader is the cluster's leader now, when known: the rolling
+	// procedure takes it last.
+	Leader string
 }
 
 // Compile builds the program for the hosts of m: first the generic
@@ -43,7 +46,7 @@ func Compile(m *spec.Model, opts Options) (*engine.Program, error) {
 	prog.Phases = append(prog.Phases, phase)
 	if m.Cluster != nil {
 		keep := func(name string) bool { return len(limit) == 0 || slices.Contains(limit, name) }
-		phases, err := clusterPhases(m, m.Cluster, keep, opts.AgentBinary)
+		phases, err := clusterPhases(m, m.Cluster, keep, opts.AgentBinary, opts.Leader)
 		if err != nil {
 			return nil, err
 		}
