@@ -356,6 +356,8 @@ type rollCluster struct {
 	Leader              string              `json:"leader"`
 	Pause               bool                `json:"pause"`
 	ScheduledSwitchover json.RawMessage     `json:"scheduled_switchover"`
+	SynchronousMode     bool                `json:"synchronous_mode"`
+	SyncStandbys        []string            `json:"sync_standbys"`
 	Members             []rollClusterMember `json:"members"`
 }
 
@@ -519,6 +521,11 @@ func (r PostgresRoll) handOver(ctx context.Context, h Host, target string) error
 	var others []string
 	for _, m := range c.Members {
 		if m.Name == r.Member || m.State != "streaming" || m.Tags["nofailover"] == "true" {
+			continue
+		}
+		if c.SynchronousMode && !slices.Contains(c.SyncStandbys, m.Name) {
+			// In synchronous mode the agents promote a synchronous standby only.
+			others = append(others, m.Name+" (not a synchronous standby)")
 			continue
 		}
 		st, err := api.member(ctx, m.APIURL)

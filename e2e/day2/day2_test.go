@@ -1,0 +1,264 @@
+package day2
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+const (
+	superuserPassword = "lab-superuser-pw" // the example's variable default
+	primaryPort       = 5000
+	fromVersion       = "15.18-0+deb12u1" // bookworm
+	toVersion         = "15.20-0+deb12u1" // bookworm-security
+)
+
+var vip = labAddr(100)
+
+func pgURL() string {
+	return fmt.Sprintf("postgres://postgres:%s@%s:%d/postgres?sslmode=disable&connect_timeout=2", superuserPassword, vip, primaryPort)
+}
+
+// connect connects to the primary through the VIP, retrying for a minute.
+func connect(ctx context.Context, t *testing.T) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for {
+		conn, err := pgx.Connect(ctx, pgURL())
+		if err == nil {
+			return conn
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("connecting to %s:%d: %v", vip, primaryPort, err)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// haSpec is examples/ha/main.hcl moved onto the day-2 lab, with the
+// PostgreSQL package pinned and shared_buffers set.
+func haSpec(t *testing.T, pkg, sharedBuffers string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "examples", "ha", "main.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := string(b)
+	for _, r := range []struct{ old, new string }{
+		{`vip       = "10.77.0.100/24"`, `vip       = "` + vip + `/24"`},
+		{`address  = "10.77.0.0/24"`, `address  = "` + labAddr(0) + `/24"`},
+		{`version              = 15`, `version              = 15` + "\n    package_version      = \"" + pkg + `"`},
+		{`shared_buffers             = "128MB"`, `shared_buffers             = "` + sharedBuffers + `"`},
+	} {
+		if !strings.Contains(src, r.old) {
+			t.Fatalf("examples/ha/main.hcl no longer contains %q: adapt haSpec", r.old)
+		}
+		src = strings.Replace(src, r.old, r.new, 1)
+	}
+	return src
+}
+
+func writeSpec(t *testing.T, dir, pkg, sharedBuffers string) {
+	t.Helper()
+	for name, content := range map[string]string{"lab.hcl": labSSH(), "main.hcl": haSpec(t, pkg, sharedBuffers)} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// member is the part of an agent's /patroni answer the test reads.
+type member struct {
+	State            string `json:"state"`
+	Role             string `json:"role"`
+	ServerVersion    int    `json:"server_version"`
+	ReplicationState string `json:"replication_state"`
+	Timeline         int    `json:"timeline"`
+	PendingRestart   bool   `json:"pending_restart"`
+	Pgherd           struct {
+		IsLeader   bool `json:"is_leader"`
+		LeaseValid bool `json:"lease_valid"`
+	} `json:"pgherd"`
+}
+
+var apiClient = &http.Client{Timeout: 2 * time.Second}
+
+// view asks every host's agent for its status; a host that does not
+// answer is absent.
+func view() map[string]member {
+	out := map[string]member{}
+	for _, h := range theLab.Hosts() {
+		resp, err := apiClient.Get("http://" + h.Address + ":8008/patroni")
+		if err != nil {
+			continue
+		}
+		var m member
+		if json.NewDecoder(resp.Body).Decode(&m) == nil {
+			out[h.Name] = m
+		}
+		resp.Body.Close()
+	}
+	return out
+}
+
+// settled waits until one member is the primary holding the lease and the
+// others stream, and returns the primary and the view.
+func settled(t *testing.T) (string, map[string]member) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		v := view()
+		leader, streaming := "", 0
+		for name, m := range v {
+			switch {
+			case m.Role == "primary" && m.Pgherd.IsLeader && m.Pgherd.LeaseValid:
+				leader = name
+			case m.Role == "replica" && m.ReplicationState == "streaming":
+				streaming++
+			}
+		}
+		if leader != "" && streaming == len(theLab.Hosts())-1 {
+			return leader, v
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the cluster did not settle: %+v", v)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// rollOrder is the order of the postgres_roll changes in a JSON plan.
+func rollOrder(t *testing.T, planJSON string) []string {
+	t.Helper()
+	var p struct {
+		Changes []struct {
+			Host     string `json:"host"`
+			Resource string `json:"resource"`
+		} `json:"changes"`
+	}
+	if err := json.Unmarshal([]byte(planJSON), &p); err != nil {
+		t.Fatalf("plan -json: %v", err)
+	}
+	var hosts []string
+	for _, c := range p.Changes {
+		if c.Resource == "postgres_roll" {
+			hosts = append(hosts, c.Host)
+		}
+	}
+	return hosts
+}
+
+// TestDay2 installs the cluster at 15.18, starts a writer, and then runs
+// each procedure on it in turn: every one must keep every acknowledged
+// write, and a plan right after it must be empty.
+func TestDay2(t *testing.T) {
+	dir := t.TempDir()
+	writeSpec(t, dir, fromVersion, "128MB")
+	if r := run(t, pgherdBin, dir, "apply", "-auto-approve", "."); r.code != 0 {
+		t.Fatalf("first apply: %s", r)
+	}
+	leader, v := settled(t)
+	for name, m := range v {
+		if m.ServerVersion != 150018 {
+			t.Fatalf("%s runs %d after the first apply, want 150018", name, m.ServerVersion)
+		}
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	w := startWriter(ctx, t)
+	defer func() { stop(); <-w.done }()
+	w.waitAcks(t, 0, 20)
+
+	// procedure applies the spec with bin and checks what every procedure
+	// promises; it returns the leader after it.
+	procedure := func(t *testing.T, bin, name string) string {
+		mark := w.mark()
+		start := time.Now()
+		if r := run(t, bin, dir, "apply", "-auto-approve", "."); r.code != 0 {
+			t.Fatalf("apply: %s", r)
+		}
+		wall := time.Since(start)
+		w.waitAcks(t, w.mark(), 20)
+		after, _ := settled(t)
+		acks := w.since(mark)
+		if lost := missing(ctx, t, acks); len(lost) > 0 {
+			t.Fatalf("%d acknowledged writes lost: %v", len(lost), lost)
+		}
+		t.Logf("%s: apply %s, %d acknowledged writes kept, longest write gap %s (leader %s)",
+			name, wall.Round(10*time.Millisecond), len(acks), w.maxGap(mark).Round(time.Millisecond), after)
+		if r := run(t, bin, dir, "plan", "-detailed-exitcode", "."); r.code != 0 {
+			t.Fatalf("plan after the %s is not empty: %s", name, r)
+		}
+		return after
+	}
+
+	t.Run("minor upgrade", func(t *testing.T) {
+		writeSpec(t, dir, toVersion, "128MB")
+		r := run(t, pgherdBin, dir, "plan", "-json", "-detailed-exitcode", ".")
+		if r.code != 2 {
+			t.Fatalf("plan of the upgrade: %s", r)
+		}
+		order := rollOrder(t, r.stdout)
+		if len(order) != 3 || order[2] != leader {
+			t.Fatalf("rolling order %v: want the 3 members, the leader %s last", order, leader)
+		}
+		after := procedure(t, pgherdBin, "minor upgrade")
+		if after == leader {
+			t.Errorf("the leader is still %s: the upgrade did not switch over", leader)
+		}
+		for name, m := range view() {
+			if m.ServerVersion != 150020 {
+				t.Errorf("%s runs %d, want 150020", name, m.ServerVersion)
+			}
+		}
+		leader = after
+	})
+
+	t.Run("rolling restart", func(t *testing.T) {
+		writeSpec(t, dir, toVersion, "256MB")
+		r := run(t, pgherdBin, dir, "plan", "-json", "-detailed-exitcode", ".")
+		if r.code != 2 || !strings.Contains(r.stdout, "restart needed") {
+			t.Fatalf("plan of shared_buffers: %s", r)
+		}
+		leader = procedure(t, pgherdBin, "rolling restart")
+		for _, h := range theLab.Hosts() {
+			out, err := theLab.Exec(context.Background(), h.Name, "runuser", "-u", "postgres", "--", "psql", "-X", "-A", "-t",
+				"-h", "/var/run/postgresql", "-c", "select current_setting('shared_buffers'), (select count(*) from pg_settings where pending_restart)")
+			if err != nil || strings.TrimSpace(out) != "256MB|0" {
+				t.Errorf("%s: shared_buffers, pending restarts = %q (%v), want 256MB|0", h.Name, out, err)
+			}
+		}
+	})
+
+	t.Run("agent upgrade", func(t *testing.T) {
+		_, before := settled(t)
+		r := run(t, nextBin, dir, "plan", "-json", "-detailed-exitcode", ".")
+		if r.code != 2 || !strings.Contains(r.stdout, `"agent_binary"`) {
+			t.Fatalf("plan with another pgherd: %s", r)
+		}
+		after := procedure(t, nextBin, "agent upgrade")
+		if after != leader {
+			t.Errorf("the leader moved from %s to %s: the agent upgrade failed over", leader, after)
+		}
+		for name, m := range view() {
+			if m.Timeline != before[name].Timeline {
+				t.Errorf("%s: timeline %d → %d: a promotion happened", name, before[name].Timeline, m.Timeline)
+			}
+		}
+		for _, h := range theLab.Hosts() {
+			out, err := theLab.Exec(context.Background(), h.Name, "/usr/local/bin/pgherd", "version")
+			if err != nil || !strings.Contains(out, "e2e-day2-next") {
+				t.Errorf("%s: pgherd version = %q (%v), want e2e-day2-next", h.Name, out, err)
+			}
+		}
+	})
+}
