@@ -3,74 +3,27 @@ package day2
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 )
 
-const (
-	superuserPassword = "lab-superuser-pw" // the example's variable default
-	primaryPort       = 5000
-	fromVersion       = "15.18-0+deb12u1" // bookworm
-	toVersion         = "15.20-0+deb12u1" // bookworm-security
-)
-
-var vip = labAddr(100)
-
-func pgURL() string {
-	return fmt.Sprintf("postgres://postgres:%s@%s:%d/postgres?sslmode=disable&connect_timeout=2", superuserPassword, vip, primaryPort)
-}
-
-// connect connects to the primary through the VIP, retrying for a minute.
-func connect(ctx context.Context, t *testing.T) *pgx.Conn {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	for {
-		conn, err := pgx.Connect(ctx, pgURL())
-		if err == nil {
-			return conn
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("connecting to %s:%d: %v", vip, primaryPort, err)
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
-}
-
-// haSpec is examples/ha/main.hcl moved onto the day-2 lab, with the
-// PostgreSQL package pinned and shared_buffers set.
-func haSpec(t *testing.T, pkg, sharedBuffers string) string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "examples", "ha", "main.hcl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := string(b)
-	for _, r := range []struct{ old, new string }{
-		{`vip       = "10.77.0.100/24"`, `vip       = "` + vip + `/24"`},
-		{`address  = "10.77.0.0/24"`, `address  = "` + labAddr(0) + `/24"`},
-		{`version              = 15`, `version              = 15` + "\n    package_version      = \"" + pkg + `"`},
-		{`shared_buffers             = "128MB"`, `shared_buffers             = "` + sharedBuffers + `"`},
-	} {
-		if !strings.Contains(src, r.old) {
-			t.Fatalf("examples/ha/main.hcl no longer contains %q: adapt haSpec", r.old)
-		}
-		src = strings.Replace(src, r.old, r.new, 1)
-	}
-	return src
-}
+func pgURL() string { return DSN(labNet) }
 
 func writeSpec(t *testing.T, dir, pkg, sharedBuffers string) {
 	t.Helper()
-	for name, content := range map[string]string{"lab.hcl": labSSH(), "main.hcl": haSpec(t, pkg, sharedBuffers)} {
+	example, err := os.ReadFile(filepath.Join("..", "..", "examples", "ha", "main.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := Spec(string(example), labNet, pkg, sharedBuffers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range map[string]string{"lab.hcl": labSSH(), "main.hcl": spec} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -163,7 +116,7 @@ func rollOrder(t *testing.T, planJSON string) []string {
 // write, and a plan right after it must be empty.
 func TestDay2(t *testing.T) {
 	dir := t.TempDir()
-	writeSpec(t, dir, fromVersion, "128MB")
+	writeSpec(t, dir, FromVersion, "128MB")
 	if r := run(t, pgherdBin, dir, "apply", "-auto-approve", "."); r.code != 0 {
 		t.Fatalf("first apply: %s", r)
 	}
@@ -174,27 +127,38 @@ func TestDay2(t *testing.T) {
 		}
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	w := startWriter(ctx, t)
-	defer func() { stop(); <-w.done }()
-	w.waitAcks(t, 0, 20)
+	w, err := StartWriter(ctx, pgURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stop(); <-w.Done }()
+	if err := w.WaitAcks(ctx, 0, 20); err != nil {
+		t.Fatal(err)
+	}
 
 	// procedure applies the spec with bin and checks what every procedure
 	// promises; it returns the leader after it.
 	procedure := func(t *testing.T, bin, name string) string {
-		mark := w.mark()
+		mark := w.Mark()
 		start := time.Now()
 		if r := run(t, bin, dir, "apply", "-auto-approve", "."); r.code != 0 {
 			t.Fatalf("apply: %s", r)
 		}
 		wall := time.Since(start)
-		w.waitAcks(t, w.mark(), 20)
+		if err := w.WaitAcks(ctx, w.Mark(), 20); err != nil {
+			t.Fatal(err)
+		}
 		after, _ := settled(t)
-		acks := w.since(mark)
-		if lost := missing(ctx, t, acks); len(lost) > 0 {
+		acks := w.Since(mark)
+		lost, err := w.Missing(ctx, acks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(lost) > 0 {
 			t.Fatalf("%d acknowledged writes lost: %v", len(lost), lost)
 		}
 		t.Logf("%s: apply %s, %d acknowledged writes kept, longest write gap %s (leader %s)",
-			name, wall.Round(10*time.Millisecond), len(acks), w.maxGap(mark).Round(time.Millisecond), after)
+			name, wall.Round(10*time.Millisecond), len(acks), w.MaxGap(mark).Round(time.Millisecond), after)
 		if r := run(t, bin, dir, "plan", "-detailed-exitcode", "."); r.code != 0 {
 			t.Fatalf("plan after the %s is not empty: %s", name, r)
 		}
@@ -202,7 +166,7 @@ func TestDay2(t *testing.T) {
 	}
 
 	t.Run("minor upgrade", func(t *testing.T) {
-		writeSpec(t, dir, toVersion, "128MB")
+		writeSpec(t, dir, ToVersion, "128MB")
 		r := run(t, pgherdBin, dir, "plan", "-json", "-detailed-exitcode", ".")
 		if r.code != 2 {
 			t.Fatalf("plan of the upgrade: %s", r)
@@ -224,7 +188,7 @@ func TestDay2(t *testing.T) {
 	})
 
 	t.Run("rolling restart", func(t *testing.T) {
-		writeSpec(t, dir, toVersion, "256MB")
+		writeSpec(t, dir, ToVersion, "256MB")
 		r := run(t, pgherdBin, dir, "plan", "-json", "-detailed-exitcode", ".")
 		if r.code != 2 || !strings.Contains(r.stdout, "restart needed") {
 			t.Fatalf("plan of shared_buffers: %s", r)

@@ -1,9 +1,10 @@
-// Package day2 runs pgherd's day-2 procedures against a 3-host HA cluster
-// in its own lab (pgherd-e2e-day2 on 10.84.0.0/24; PGHERD_E2E_DAY2_LAB and
+// The day-2 scenarios run against a 3-host HA cluster
+// in their own lab (pgherd-e2e-day2 on 10.84.0.0/24; PGHERD_E2E_DAY2_LAB and
 // PGHERD_E2E_DAY2_NET move it): a rolling minor upgrade 15.18 → 15.20, a
 // rolling restart for shared_buffers, and an agent upgrade without a
 // failover, all under a client that writes continuously and counts its
 // acknowledged writes. The tests run only when PGHERD_E2E=1.
+
 package day2
 
 import (
