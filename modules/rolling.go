@@ -423,9 +423,10 @@ func (a *agentAPI) cluster(ctx context.Context) (*rollCluster, error) {
 	return &c, a.do(ctx, http.MethodGet, "http://"+a.local+"/cluster", nil, &c)
 }
 
+// member reads a member's status at its api_url ("http://10.0.0.2:8008/patroni").
 func (a *agentAPI) member(ctx context.Context, apiURL string) (*rollMember, error) {
 	var m rollMember
-	return &m, a.do(ctx, http.MethodGet, strings.TrimSuffix(apiURL, "/")+"/patroni", nil, &m)
+	return &m, a.do(ctx, http.MethodGet, apiURL, nil, &m)
 }
 
 func lagOf(v any) (int64, bool) {
@@ -598,7 +599,7 @@ func (r PostgresRoll) waitMember(ctx context.Context, api *agentAPI, missing fun
 		c, err := api.cluster(ctx)
 		if err == nil {
 			var m *rollMember
-			if m, err = api.member(ctx, "http://"+api.local); err == nil {
+			if m, err = api.member(ctx, "http://"+api.local+"/patroni"); err == nil {
 				if last = missing(c, m); last == "" {
 					return nil
 				}
