@@ -82,6 +82,9 @@ type PostgresRoll struct {
 	// verbs (never printed).
 	APIPort int    `json:"api_port"`
 	Token   string `json:"-"`
+	// SuperuserPassword lets the leader's step read the version the
+	// replicas run (over TCP from the leader's host; never printed).
+	SuperuserPassword string `json:"-"`
 	// MaxLagBytes and MaxTransactionAge are the gates (defaults
 	// DefaultRollMaxLag, DefaultRollMaxTransactionAge).
 	MaxLagBytes       int64         `json:"max_lag_bytes,omitempty"`
@@ -366,6 +369,8 @@ type rollClusterMember struct {
 	Role   string            `json:"role"`
 	State  string            `json:"state"`
 	APIURL string            `json:"api_url"`
+	Host   string            `json:"host"`
+	Port   int               `json:"port"`
 	Lag    any               `json:"lag"` // bytes, or "unknown"
 	Tags   map[string]string `json:"tags"`
 }
@@ -374,12 +379,7 @@ type rollClusterMember struct {
 type rollMember struct {
 	State            string `json:"state"`
 	Role             string `json:"role"`
-	ServerVersion    int    `json:"server_version"`
 	ReplicationState string `json:"replication_state"`
-	PendingRestart   bool   `json:"pending_restart"`
-	Pgherd           struct {
-		LagBytes *int64 `json:"lag_bytes"`
-	} `json:"pgherd"`
 }
 
 func (a *agentAPI) do(ctx context.Context, method, url string, body, out any) error {
@@ -529,12 +529,11 @@ func (r PostgresRoll) handOver(ctx context.Context, h Host, target string) error
 			others = append(others, m.Name+" (not a synchronous standby)")
 			continue
 		}
-		st, err := api.member(ctx, m.APIURL)
+		v, err := r.remoteVersion(ctx, h, m.Host, m.Port)
 		if err != nil {
-			others = append(others, m.Name+" (does not answer)")
+			others = append(others, fmt.Sprintf("%s (version unknown: %v)", m.Name, err))
 			continue
 		}
-		v, _ := pgVersionNum(strconv.Itoa(st.ServerVersion))
 		lag, ok := lagOf(m.Lag)
 		if v != target || !ok || lag > r.maxLag() {
 			others = append(others, fmt.Sprintf("%s (runs %s, lag %v)", m.Name, v, m.Lag))
@@ -563,6 +562,22 @@ func (r PostgresRoll) handOver(ctx context.Context, h Host, target string) error
 	})
 }
 
+// remoteVersion reads the version another member runs, with psql from h
+// over TCP as the superuser (the password goes through stdin).
+func (r PostgresRoll) remoteVersion(ctx context.Context, h Host, host string, port int) (string, error) {
+	cmd := "IFS= read -r PGPASSWORD && export PGPASSWORD && " + executors.Join("psql", "-X", "-A", "-t", "-q",
+		"-h", host, "-p", strconv.Itoa(cmpOr(port, 5432)), "-U", "postgres", "-d", "postgres",
+		"-c", "select current_setting('server_version_num')")
+	res, err := h.Run(ctx, cmd, strings.NewReader(r.SuperuserPassword+"\n"))
+	if err != nil {
+		return "", err
+	}
+	if res.ExitCode != 0 {
+		return "", fmt.Errorf("psql: %s", strings.TrimSpace(string(res.Stderr)))
+	}
+	return pgVersionNum(string(res.Stdout))
+}
+
 // restart asks this member's agent to restart PostgreSQL and waits until
 // it streams again on the target version with nothing pending.
 func (r PostgresRoll) restart(ctx context.Context, h Host, target string) error {
@@ -574,12 +589,20 @@ func (r PostgresRoll) restart(ctx context.Context, h Host, target string) error 
 		return err
 	}
 	return r.waitMember(ctx, api, func(c *rollCluster, m *rollMember) string {
-		v, _ := pgVersionNum(strconv.Itoa(m.ServerVersion))
+		res, err := h.Run(ctx, r.Probe(), nil)
+		if err != nil {
+			return err.Error()
+		}
+		rf, err := r.parse(Fact{Stdout: res.Stdout, ExitCode: res.ExitCode})
 		switch {
-		case v != target:
-			return fmt.Sprintf("%s runs %s, not %s", r.Member, v, target)
-		case m.PendingRestart:
-			return r.Member + " still has parameters pending a restart"
+		case err != nil:
+			return err.Error()
+		case !rf.up:
+			return r.Member + " does not answer yet"
+		case rf.live != target:
+			return fmt.Sprintf("%s runs %s, not %s", r.Member, rf.live, target)
+		case len(rf.pending) > 0:
+			return r.Member + " still has parameters pending a restart: " + strings.Join(rf.pending, ", ")
 		case c.Leader == r.Member:
 			if m.State != "running" {
 				return r.Member + " is " + m.State

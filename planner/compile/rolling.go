@@ -26,7 +26,7 @@ func rollingPhase(c *spec.Cluster, keep func(string) bool, leader string) engine
 		p.Hosts = append(p.Hosts, engine.HostResources{Host: hn, Resources: []modules.Resource{modules.PostgresRoll{
 			Member: hn, Members: c.Postgres.Hosts,
 			Major: c.Postgres.Version, Version: c.Postgres.PackageVersion, Hold: c.Postgres.PackageVersion != "",
-			Port: c.Postgres.Port, APIPort: c.HA.APIPort, Token: c.HA.APIToken,
+			Port: c.Postgres.Port, APIPort: c.HA.APIPort, Token: c.HA.APIToken, SuperuserPassword: c.Postgres.SuperuserPassword,
 			WatchList: []string{modules.PostgresParameters{Agent: true}.Address()},
 		}}})
 	}
