@@ -407,7 +407,7 @@ func (a *agentAPI) do(ctx context.Context, method, url string, body, out any) er
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	// The health checks answer 503 with a status body; the body counts.
 	if method != http.MethodGet && resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, strings.TrimSpace(string(b)))
+		return &apiError{code: resp.StatusCode, msg: fmt.Sprintf("%s %s: %s: %s", method, url, resp.Status, strings.TrimSpace(string(b)))}
 	}
 	if out == nil {
 		return nil
@@ -417,6 +417,14 @@ func (a *agentAPI) do(ctx context.Context, method, url string, body, out any) er
 	}
 	return nil
 }
+
+// apiError is a write verb the agent did not answer with 2xx.
+type apiError struct {
+	code int
+	msg  string
+}
+
+func (e *apiError) Error() string { return e.msg }
 
 func (a *agentAPI) cluster(ctx context.Context) (*rollCluster, error) {
 	var c rollCluster
@@ -547,8 +555,13 @@ func (r PostgresRoll) handOver(ctx context.Context, h Host, target string) error
 		return fmt.Errorf("%w on %s: no streaming replica runs %s within the lag gate to switch over to (%s): the replicas go first",
 			ErrGate, r.Member, target, strings.Join(others, ", "))
 	}
-	if err := api.do(ctx, http.MethodPost, "http://"+api.local+"/switchover",
-		map[string]string{"leader": r.Member, "candidate": best}, nil); err != nil {
+	err = api.do(ctx, http.MethodPost, "http://"+api.local+"/switchover",
+		map[string]string{"leader": r.Member, "candidate": best}, nil)
+	// 503: the agents took the request but it did not finish within the
+	// agent's action timeout (a slow shutdown checkpoint, a slow host):
+	// it goes on, and the wait below sees it through. A refusal (412,
+	// 409, 400) stops here.
+	if ae := (*apiError)(nil); err != nil && !(errors.As(err, &ae) && ae.code == http.StatusServiceUnavailable) {
 		return fmt.Errorf("switchover to %s: %w", best, err)
 	}
 	return r.waitMember(ctx, api, func(c *rollCluster, m *rollMember) string {
