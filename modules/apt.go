@@ -190,9 +190,11 @@ func (p Packages) Diff(f Fact) (planner.Change, []Step, error) {
 				} else {
 					install = append(install, pk.Name)
 				}
-				// A held package that stays held must be changed anyway.
+				// A held package that stays held must be changed anyway,
+				// and held again: installing another version clears the hold.
 				if s.held() && pk.Hold {
 					allowHeld = true
+					hold = append(hold, pk.Name)
 				}
 			}
 			if pk.Hold && !s.held() {

@@ -162,13 +162,11 @@ func (r PostgresRoll) parse(f Fact) (rollFact, error) {
 		return rf, probeFailed(addr, f)
 	}
 	var err error
-	if r.Version != "" {
-		if rf.packageDiff, rf.pkgSteps, err = r.packages().Diff(f); err != nil {
-			return rf, err
-		}
-	}
+	installed := ""
 	for _, line := range strings.Split(string(f.Stdout), "\n") {
 		switch {
+		case strings.HasPrefix(line, fmt.Sprintf("postgresql-%d\t", r.Major)):
+			installed = strings.SplitN(line, "\t", 3)[1]
 		case strings.HasPrefix(line, "#bin="):
 			// "postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
 			if fs := strings.Fields(strings.TrimPrefix(line, "#bin=")); len(fs) >= 3 {
@@ -190,6 +188,13 @@ func (r PostgresRoll) parse(f Fact) (rollFact, error) {
 			if fs[2] != "" {
 				rf.pending = strings.Split(fs[2], ",")
 			}
+		}
+	}
+	// Only another version is the rolling procedure's: holds are the host
+	// phase's (Packages).
+	if r.Version != "" && installed != "" && installed != r.Version {
+		if rf.packageDiff, rf.pkgSteps, err = r.packages().Diff(f); err != nil {
+			return rf, err
 		}
 	}
 	return rf, nil
