@@ -473,8 +473,10 @@ func (r PostgresRoll) clusterProblems(c *rollCluster) []string {
 			}
 			continue
 		}
-		if m.State != "streaming" && m.State != "running" {
-			out = append(out, fmt.Sprintf("%s is %s, not streaming", name, m.State))
+		if m.State != "streaming" {
+			// "running" is a replica that replays from the archive or
+			// waits for a primary: not one to restart or rely on now.
+			out = append(out, fmt.Sprintf("%s is %s, not streaming from the leader", name, m.State))
 			continue
 		}
 		if lag, ok := lagOf(m.Lag); !ok {

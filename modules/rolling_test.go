@@ -23,11 +23,16 @@ func TestRollClusterProblems(t *testing.T) {
 			{"name":"node1","role":"replica","state":"running"},
 			{"name":"node2","role":"replica","state":"streaming","lag":0},
 			{"name":"node3","role":"replica","state":"streaming","lag":0}]}`,
-			[]string{"no leader", "node1's replication lag is unknown"}},
+			[]string{"no leader", "node1 is running, not streaming"}},
 		{"replica stopped, one missing", `{"leader":"node1","members":[
 			{"name":"node1","role":"leader","state":"running"},
 			{"name":"node2","role":"replica","state":"stopped"}]}`,
 			[]string{"node2 is stopped, not streaming", "node3 is not registered"}},
+		{"replica running but not streaming (archive recovery)", `{"leader":"node1","members":[
+			{"name":"node1","role":"leader","state":"running"},
+			{"name":"node2","role":"replica","state":"running","lag":0},
+			{"name":"node3","role":"replica","state":"streaming","lag":0}]}`,
+			[]string{"node2 is running, not streaming from the leader"}},
 		{"lag over the gate", `{"leader":"node1","members":[
 			{"name":"node1","role":"leader","state":"running"},
 			{"name":"node2","role":"replica","state":"streaming","lag":0},
