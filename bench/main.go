@@ -11,6 +11,10 @@
 //	converge  a no-op plan and a no-op apply of 12 tasks on N hosts, beside
 //	          Ansible (Debian's ansible) running the same 12 tasks on the
 //	          same hosts, idempotent run and --check run.
+//	day2      the minor upgrade 15.18 → 15.20, a rolling restart and an
+//	          agent upgrade of examples/ha under a continuous writer: wall
+//	          time, longest write gap, writes lost (lab pgherd-bench-day2,
+//	          10.88.0.0/24).
 //	backup    full and incremental backups and restores of a generated
 //	          PostgreSQL 15 database on this machine (-backup-gb, default
 //	          4), beside pgBackRest and pg_basebackup (bench/backup.go).
@@ -94,6 +98,14 @@ func run(ctx context.Context, log *slog.Logger, out string, suites []string, hos
 				return err
 			}
 			if err := results.WriteSection(out, "backup", section); err != nil {
+				return err
+			}
+		case "day2":
+			section, err := day2Suite(ctx, log, bin, work, keep)
+			if err != nil {
+				return err
+			}
+			if err := results.WriteSection(out, "day2", section); err != nil {
 				return err
 			}
 		case "cluster":

@@ -3,6 +3,7 @@ package cli
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -44,23 +45,30 @@ type session struct {
 	mask   func(string) string
 }
 
-func (a *app) newSession(paths []string, f *runFlags) (*session, error) {
+func (a *app) newSession(ctx context.Context, paths []string, f *runFlags) (*session, error) {
 	m, err := a.load(paths, &f.specFlags)
-	if err != nil {
-		return nil, err
-	}
-	opts := compile.Options{Limit: f.limit, RemoveData: f.removeData}
-	if m.Cluster != nil {
-		if opts.AgentBinary, err = modules.NewAgentBinary(); err != nil {
-			return nil, err
-		}
-	}
-	prog, err := compile.Compile(m, opts)
 	if err != nil {
 		return nil, err
 	}
 	log := a.logger()
 	pool := executors.NewPool(log)
+	opts := compile.Options{Limit: f.limit, RemoveData: f.removeData}
+	if m.Cluster != nil {
+		if opts.AgentBinary, err = modules.NewAgentBinary(); err != nil {
+			pool.Close()
+			return nil, err
+		}
+		// The rolling procedure takes the leader last. A cluster that does
+		// not answer yet has nothing to roll.
+		if cs, _ := findCluster(ctx, m.Cluster, poolConnector(m, pool)); cs != nil {
+			opts.Leader = cs.Leader
+		}
+	}
+	prog, err := compile.Compile(m, opts)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
 	mask := m.Mask
 	return &session{
 		model: m,
@@ -93,7 +101,7 @@ It changes nothing on any host.
 Exit codes: 0 success; 1 error; with -detailed-exitcode, 2 when there are
 changes (drift).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := a.newSession(args, &f)
+			s, err := a.newSession(cmd.Context(), args, &f)
 			if err != nil {
 				return err
 			}
@@ -192,7 +200,7 @@ the next apply finishes the job. A second Ctrl-C ends pgherd at once.
 Two applies on the same hosts cannot run at once: each host is locked.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			s, err := a.newSession(args, &f)
+			s, err := a.newSession(cmd.Context(), args, &f)
 			if err != nil {
 				return err
 			}

@@ -21,6 +21,10 @@ type Package struct {
 	Hold bool `json:"hold,omitempty"`
 	// Absent removes the package (apt-get remove, configuration kept).
 	Absent bool `json:"absent,omitempty"`
+	// KeepInstalled: Version is installed when the package is missing, but
+	// an installed package at another version is left alone here, because
+	// a procedure moves it (PostgresRoll: a rolling minor upgrade).
+	KeepInstalled bool `json:"keep_installed,omitempty"`
 }
 
 // Packages is a set of packages of one host, as one resource, so that a
@@ -169,7 +173,7 @@ func (p Packages) Diff(f Fact) (planner.Change, []Step, error) {
 			switch {
 			case !s.installed():
 				nInstall++
-			case pk.Version != "" && s.version != pk.Version:
+			case pk.Version != "" && s.version != pk.Version && !pk.KeepInstalled:
 				if CompareDebianVersions(pk.Version, s.version) < 0 {
 					nDowngrade++
 					allowDowngrade = true
@@ -186,9 +190,11 @@ func (p Packages) Diff(f Fact) (planner.Change, []Step, error) {
 				} else {
 					install = append(install, pk.Name)
 				}
-				// A held package that stays held must be changed anyway.
+				// A held package that stays held must be changed anyway,
+				// and held again: installing another version clears the hold.
 				if s.held() && pk.Hold {
 					allowHeld = true
+					hold = append(hold, pk.Name)
 				}
 			}
 			if pk.Hold && !s.held() {

@@ -40,6 +40,8 @@ func newResource(kind string) (any, error) {
 		return &Sysctl{}, nil
 	case "postgres_adopt":
 		return &PostgresAdopt{}, nil
+	case "postgres_roll":
+		return &PostgresRoll{}, nil
 	}
 	return nil, fmt.Errorf("unknown kind %q", kind)
 }
@@ -61,6 +63,8 @@ func deref(p any) Resource {
 	case *Sysctl:
 		return *r
 	case *PostgresAdopt:
+		return *r
+	case *PostgresRoll:
 		return *r
 	}
 	panic(fmt.Sprintf("unknown resource %T", p))

@@ -31,6 +31,9 @@ type PostgresHost struct {
 	Version string
 	// Hold keeps apt from upgrading them (minor upgrades are a procedure).
 	Hold bool
+	// Rolling: once installed, another Version is installed by the
+	// rolling procedure (PostgresRoll), one member at a time, not here.
+	Rolling bool
 	// DataDir is the data directory the agent initialises and runs
 	// (default /var/lib/postgresql/<major>/pgherd).
 	DataDir string
@@ -68,8 +71,8 @@ func PostgresHostResources(cfg PostgresHost) []Resource {
 			"create_main_cluster = false\n"},
 		UnitMask{Name: "postgresql@" + major + "-main.service", MayRun: cfg.Adopt},
 		Packages{Name: "postgres", Packages: []Package{
-			{Name: "postgresql-" + major, Version: cfg.Version, Hold: cfg.Hold},
-			{Name: "postgresql-client-" + major, Version: cfg.Version, Hold: cfg.Hold},
+			{Name: "postgresql-" + major, Version: cfg.Version, Hold: cfg.Hold, KeepInstalled: cfg.Rolling},
+			{Name: "postgresql-client-" + major, Version: cfg.Version, Hold: cfg.Hold, KeepInstalled: cfg.Rolling},
 		}},
 	}
 	if !cfg.Adopt {

@@ -49,8 +49,9 @@ WantedBy=multi-user.target
 
 // clusterPhases are the phases of the HA cluster, in apply order: etcd,
 // PostgreSQL and the agent, the other hosts detached from the cluster, the
-// wait for the cluster to come up, HAProxy, keepalived. Within a phase the hosts are worked on in parallel.
-func clusterPhases(m *spec.Model, c *spec.Cluster, keep func(string) bool, bin modules.AgentBinary, removeData []string) ([]engine.Phase, error) {
+// wait for the cluster to come up, the rolling procedure (leader last),
+// HAProxy, keepalived. Within a phase the hosts are worked on in parallel.
+func clusterPhases(m *spec.Model, c *spec.Cluster, keep func(string) bool, bin modules.AgentBinary, removeData []string, leader string) ([]engine.Phase, error) {
 	host := func(name string) spec.Host {
 		i := slices.IndexFunc(m.Hosts, func(h spec.Host) bool { return h.Name == name })
 		return m.Hosts[i]
@@ -106,7 +107,7 @@ func clusterPhases(m *spec.Model, c *spec.Cluster, keep func(string) bool, bin m
 		adopt := h.Name == c.Postgres.Adopt
 		rs := modules.PostgresHostResources(modules.PostgresHost{
 			Major: c.Postgres.Version, Version: c.Postgres.PackageVersion, Hold: c.Postgres.PackageVersion != "",
-			DataDir: c.Postgres.DataDir, Adopt: adopt,
+			DataDir: c.Postgres.DataDir, Adopt: adopt, Rolling: true,
 		})
 		if adopt {
 			r, err := adoptResource(m, c, h)
@@ -193,6 +194,9 @@ func clusterPhases(m *spec.Model, c *spec.Cluster, keep func(string) bool, bin m
 			API: "127.0.0.1:" + strconv.Itoa(c.HA.APIPort)}}, nil
 	}); err != nil {
 		return nil, err
+	}
+	if p := rollingPhase(c, keep, leader); len(p.Hosts) > 0 {
+		phases = append(phases, p)
 	}
 
 	// HAProxy and keepalived: one phase, one apt-get run per host (the

@@ -23,6 +23,9 @@ type Options struct {
 	// RemoveData names hosts detached from the cluster whose PostgreSQL
 	// data directory is deleted; a detached host keeps it otherwise.
 	RemoveData []string
+	// Leader is the cluster's leader now, when known: the rolling
+	// procedure takes it last.
+	Leader string
 }
 
 // Compile builds the program for the hosts of m: first the generic
@@ -53,7 +56,7 @@ func Compile(m *spec.Model, opts Options) (*engine.Program, error) {
 	prog.Phases = append(prog.Phases, phase)
 	if m.Cluster != nil {
 		keep := func(name string) bool { return len(limit) == 0 || slices.Contains(limit, name) }
-		phases, err := clusterPhases(m, m.Cluster, keep, opts.AgentBinary, opts.RemoveData)
+		phases, err := clusterPhases(m, m.Cluster, keep, opts.AgentBinary, opts.RemoveData, opts.Leader)
 		if err != nil {
 			return nil, err
 		}

@@ -346,19 +346,4 @@ func (e *Engine) clearMarker(ctx context.Context, st *hostState, addr string) er
 }
 
 // runStep runs one step; a command's non-zero exit is an error.
-func runStep(ctx context.Context, h Host, s modules.Step) error {
-	switch {
-	case s.Cmd != "" && s.Run != nil:
-		return fmt.Errorf("step %q has both Cmd and Run", s.Desc)
-	case s.Cmd != "":
-		res, err := h.Run(ctx, s.Cmd, nil)
-		if err != nil {
-			return err
-		}
-		return res.Err(h.Name(), s.Cmd)
-	case s.Run != nil:
-		return s.Run(ctx, h)
-	default:
-		return fmt.Errorf("step %q has neither Cmd nor Run", s.Desc)
-	}
-}
+func runStep(ctx context.Context, h Host, s modules.Step) error { return modules.RunStep(ctx, h, s) }

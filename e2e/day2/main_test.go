@@ -1,0 +1,133 @@
+// The day-2 scenarios run against a 3-host HA cluster
+// in their own lab (pgherd-e2e-day2 on 10.84.0.0/24; PGHERD_E2E_DAY2_LAB and
+// PGHERD_E2E_DAY2_NET move it): a rolling minor upgrade 15.18 → 15.20, a
+// rolling restart for shared_buffers, and an agent upgrade without a
+// failover, all under a client that writes continuously and counts its
+// acknowledged writes. The tests run only when PGHERD_E2E=1.
+
+package day2
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgherd/pgherd/e2e/lab"
+)
+
+var (
+	// pgherdBin is the binary under test; nextBin is the same code built
+	// with another version string: a different agent binary to upgrade to.
+	pgherdBin, nextBin string
+	theLab             *lab.Lab
+	labName            = envOr("PGHERD_E2E_DAY2_LAB", "pgherd-e2e-day2")
+	labNet             = envOr("PGHERD_E2E_DAY2_NET", "10.84.0")
+)
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func labAddr(n int) string { return fmt.Sprintf("%s.%d", labNet, n) }
+
+func TestMain(m *testing.M) {
+	if os.Getenv("PGHERD_E2E") != "1" {
+		fmt.Println("e2e/day2: skipped; set PGHERD_E2E=1 to run the lab scenarios (make e2e)")
+		os.Exit(0)
+	}
+	os.Exit(runMain(m))
+}
+
+func build(out, version string) error {
+	cmd := exec.Command("go", "build", "-ldflags", "-X github.com/pgherd/pgherd/cli.version="+version, "-o", out, "../../cmd/pgherd")
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	// Static: the binary is uploaded to the hosts as their agent.
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	return cmd.Run()
+}
+
+func runMain(m *testing.M) int {
+	tmp, err := os.MkdirTemp("", "pgherd-e2e-day2-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+	pgherdBin, nextBin = filepath.Join(tmp, "pgherd"), filepath.Join(tmp, "pgherd-next")
+	for bin, v := range map[string]string{pgherdBin: "e2e-day2", nextBin: "e2e-day2-next"} {
+		if err := build(bin, v); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e/day2: building pgherd:", err)
+			return 1
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	theLab, err = lab.Up(ctx, lab.Config{Name: labName, Hosts: 3, Subnet: labNet + ".0/24", Dir: filepath.Join(tmp, "lab"), Log: log})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e/day2: lab up:", err)
+		return 1
+	}
+	code := m.Run()
+	if os.Getenv("PGHERD_E2E_KEEP") == "" {
+		if err := theLab.Down(context.Background()); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e/day2: lab down:", err)
+		}
+	} else {
+		fmt.Fprintf(os.Stderr, "e2e/day2: lab kept (PGHERD_E2E_KEEP): %s\n", theLab.Dir())
+	}
+	return code
+}
+
+// result is what a run of pgherd left.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d\n--- stdout\n%s\n--- stderr\n%s", r.code, r.stdout, r.stderr)
+}
+
+// run runs a pgherd binary with args in dir.
+func run(t *testing.T, bin, dir string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "NO_COLOR=1")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("running pgherd %s: %v", strings.Join(args, " "), err)
+	}
+	t.Logf("pgherd %s\n%s", strings.Join(args, " "), r)
+	return r
+}
+
+// labSSH is the ssh block and host blocks that reach the lab's hosts.
+func labSSH() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "ssh {\n  user = \"root\"\n  private_key_file = %q\n  known_hosts_file = %q\n  use_agent = false\n  connect_timeout = \"3s\"\n}\n\n",
+		theLab.KeyFile(), theLab.KnownHostsFile())
+	for _, h := range theLab.Hosts() {
+		fmt.Fprintf(&b, "host %q {\n  address = %q\n}\n\n", h.Name, h.Address)
+	}
+	return b.String()
+}
