@@ -586,6 +586,9 @@ var timeLayouts = []string{
 func parseTargetTime(s string) (time.Time, error) {
 	for _, l := range timeLayouts {
 		if t, err := time.Parse(l, s); err == nil {
+			if y := t.UTC().Year(); y < 1 || y > 9999 {
+				return time.Time{}, fmt.Errorf("--target-time %q: in UTC, the year %d is out of 1 to 9999", s, y)
+			}
 			return t, nil
 		}
 	}

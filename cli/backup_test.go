@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -64,4 +65,31 @@ func TestDefaultRestoreCommand(t *testing.T) {
 	if got := defaultRestoreCommand("/etc/my dir/a.json"); got != `pgherd wal-fetch --config "/etc/my dir/a.json" %f "%p"` {
 		t.Errorf("other config: %q", got)
 	}
+}
+
+// FuzzParseTargetTime: restore's --target-time takes a time PostgreSQL
+// accepts, or says what it wants; what it takes is written into
+// recovery_target_time in a form it reads back to the same microsecond.
+func FuzzParseTargetTime(f *testing.F) {
+	for _, s := range []string{"2026-11-22 00:50:00+00", "2026-11-22 00:50:00.123456789+02:00", "2026-11-22 00:50:00",
+		"2026-11-22T00:50:00Z", "0000-01-01 00:00:00+01", "9999-12-31 23:59:59-12", "yesterday", "2026-13-01 00:00:00", "2026-11-22 00:50:00' ; x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := parseTargetTime(s)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "--target-time ") {
+				t.Fatalf("parseTargetTime(%q): %v; want an error naming the flag", s, err)
+			}
+			return
+		}
+		if y := got.UTC().Year(); y < 1 || y > 9999 {
+			t.Fatalf("parseTargetTime(%q) = %v: year %d", s, got, y)
+		}
+		written := got.UTC().Format("2006-01-02 15:04:05.999999-07") // as restore writes it
+		back, err := parseTargetTime(written)
+		if err != nil || !back.Equal(got.Truncate(time.Microsecond)) {
+			t.Fatalf("parseTargetTime(%q) = %v, written %q, read back %v, %v", s, got, written, back, err)
+		}
+	})
 }

@@ -8,8 +8,11 @@ import (
 	"time"
 )
 
+// TestSSHAgentAuth: keys of the local agent authenticate, and the agent is
+// never forwarded to the host (where its root could use it), even by an
+// sshd that allows forwarding.
 func TestSSHAgentAuth(t *testing.T) {
-	d := startSSHD(t)
+	d := startSSHD(t, "AllowAgentForwarding yes")
 	if _, err := exec.LookPath("ssh-agent"); err != nil {
 		t.Skip("ssh-agent missing: apt-get install openssh-client")
 	}
@@ -43,5 +46,8 @@ func TestSSHAgentAuth(t *testing.T) {
 	c := dial(t, cfg)
 	if res, err := c.Run(ctxT(t), "echo via agent", nil); err != nil || string(res.Stdout) != "via agent\n" {
 		t.Fatalf("got %q, %v", res.Stdout, err)
+	}
+	if res, err := c.Run(ctxT(t), `echo "agent socket: ${SSH_AUTH_SOCK:-none}"`, nil); err != nil || string(res.Stdout) != "agent socket: none\n" {
+		t.Fatalf("the agent was forwarded: %q, %v", res.Stdout, err)
 	}
 }

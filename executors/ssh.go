@@ -431,6 +431,15 @@ func (s *SSH) kill(pgid int) {
 	}
 }
 
+// commandContext bounds one command or file transfer by CommandTimeout, so
+// that a stalled host never holds an apply forever.
+func (s *SSH) commandContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.cfg.CommandTimeout > 0 {
+		return context.WithTimeout(ctx, s.cfg.CommandTimeout)
+	}
+	return context.WithCancel(ctx)
+}
+
 // Run runs cmd with `sh -c` (as root through sudo when configured). A
 // non-zero exit is a Result; an error means the command could not run, or
 // was killed because ctx ended or CommandTimeout passed.
@@ -439,11 +448,8 @@ func (s *SSH) Run(ctx context.Context, cmd string, stdin io.Reader) (Result, err
 }
 
 func (s *SSH) run(ctx context.Context, cmd string, stdin io.Reader, checkSudo bool) (Result, error) {
-	if s.cfg.CommandTimeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.cfg.CommandTimeout)
-		defer cancel()
-	}
+	ctx, cancel := s.commandContext(ctx)
+	defer cancel()
 	if err := s.acquire(ctx); err != nil {
 		return Result{}, err
 	}
@@ -570,6 +576,8 @@ func (s *SSH) PutFile(ctx context.Context, p string, content io.Reader, attrs Fi
 	if !path.IsAbs(p) {
 		return fail(errors.New("path must be absolute"), "bad path")
 	}
+	ctx, cancel := s.commandContext(ctx)
+	defer cancel()
 	c, err := s.sftpClient()
 	if err != nil {
 		return err
@@ -594,8 +602,10 @@ func (s *SSH) PutFile(ctx context.Context, p string, content io.Reader, attrs Fi
 		cleanup()
 		return fail(err, "chmod temporary file")
 	}
+	// Closing f ends a transfer stuck on the host; reading content
+	// through ctx ends one that would not stop on its own.
 	stop := context.AfterFunc(ctx, func() { f.Close() })
-	_, err = io.Copy(f, content)
+	_, err = io.Copy(f, ctxReader{ctx, content})
 	if !stop() {
 		err = ctx.Err()
 	}
@@ -649,6 +659,8 @@ const notFoundExit = 44
 // GetFile reads a whole file: over SFTP as root, with `cat` through sudo
 // otherwise. A missing file is an error wrapping fs.ErrNotExist.
 func (s *SSH) GetFile(ctx context.Context, p string) ([]byte, error) {
+	ctx, cancel := s.commandContext(ctx)
+	defer cancel()
 	if s.sudo {
 		q := Quote(p)
 		res, err := s.Run(ctx, fmt.Sprintf("[ -e %s ] || [ -L %s ] || exit %d; exec cat -- %s", q, q, notFoundExit, q), nil)

@@ -291,3 +291,34 @@ func TestSSHSudo(t *testing.T) {
 		}
 	})
 }
+
+// trickle yields a buffer now and then, without end: an upload that
+// never finishes.
+type trickle struct{}
+
+func (trickle) Read(p []byte) (int, error) {
+	time.Sleep(10 * time.Millisecond)
+	for i := range p {
+		p[i] = 'x'
+	}
+	return len(p), nil
+}
+
+// TestSSHPutFileTimeout: CommandTimeout bounds file transfers as it bounds
+// commands, and a transfer cut short leaves neither the file nor a
+// temporary copy behind.
+func TestSSHPutFileTimeout(t *testing.T) {
+	d := startSSHD(t)
+	cfg := d.config(t, "root")
+	cfg.CommandTimeout = 300 * time.Millisecond
+	c := dial(t, cfg)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "stalled.conf")
+	err := c.PutFile(ctxT(t), path, trickle{}, executors.FileAttrs{Mode: 0o600})
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.HasPrefix(err.Error(), "db1 ") {
+		t.Fatalf("PutFile of an endless upload: %v, want a db1 error wrapping DeadlineExceeded", err)
+	}
+	if names := listDir(t, dir); len(names) != 0 {
+		t.Errorf("left behind: %v", names)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -189,6 +190,11 @@ func startSSHDOn(t *testing.T, port int, extra ...string) *sshd {
 	t.Helper()
 	dir := t.TempDir()
 	hostKey, hostPub := writeKey(dir, "host_key", nil)
+	// sshd takes an option's first value: extra may allow forwarding.
+	agentForwarding := "AllowAgentForwarding no"
+	if i := slices.IndexFunc(extra, func(l string) bool { return strings.HasPrefix(l, "AllowAgentForwarding ") }); i >= 0 {
+		agentForwarding, extra = extra[i], slices.Delete(slices.Clone(extra), i, i+1)
+	}
 	cfg := fmt.Sprintf(`Port %d
 ListenAddress 127.0.0.1
 HostKey %s
@@ -199,10 +205,10 @@ StrictModes no
 PermitRootLogin yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
-AllowAgentForwarding no
+%s
 Subsystem sftp internal-sftp
 LogLevel VERBOSE
-`, port, hostKey, fixture.dir) + strings.Join(extra, "\n") + "\n"
+`, port, hostKey, fixture.dir, agentForwarding) + strings.Join(extra, "\n") + "\n"
 	cfgFile := filepath.Join(dir, "sshd_config")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

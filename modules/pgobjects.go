@@ -3,10 +3,6 @@ package modules
 import (
 	"bufio"
 	"bytes"
-	"crypto/hmac"
-	"crypto/pbkdf2"
-	"crypto/sha256"
-	"encoding/base64"
 	"fmt"
 	"slices"
 	"strconv"
@@ -147,7 +143,7 @@ func (o PostgresObjects) Diff(f Fact) (planner.Change, []Step, error) {
 			attr("role "+r.Name+" attributes", roleAttrs(have), roleAttrs(want), false)
 			reasons = append(reasons, "role "+r.Name+" attributes differ")
 		}
-		if r.Password != "" && !scramMatches(live.password, r.Password) {
+		if r.Password != "" && !pg.SCRAMMatches(live.password, r.Password) {
 			attr("role "+r.Name+" password", "(sensitive)", "(sensitive)", true)
 			reasons = append(reasons, "role "+r.Name+" password differs")
 		}
@@ -198,36 +194,4 @@ func roleAttrs(r liveRole) string {
 	flag(r.replication, "replication")
 	a = append(a, fmt.Sprintf("connection_limit=%d", r.connlimit))
 	return strings.Join(a, " ")
-}
-
-// scramMatches reports whether password matches a PostgreSQL SCRAM-SHA-256
-// verifier ("SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>").
-func scramMatches(verifier, password string) bool {
-	rest, ok := strings.CutPrefix(verifier, "SCRAM-SHA-256$")
-	if !ok {
-		return false
-	}
-	iterSalt, keys, ok := strings.Cut(rest, "$")
-	if !ok {
-		return false
-	}
-	iterS, saltB64, ok := strings.Cut(iterSalt, ":")
-	storedB64, _, ok2 := strings.Cut(keys, ":")
-	if !ok || !ok2 {
-		return false
-	}
-	iter, err := strconv.Atoi(iterS)
-	salt, err2 := base64.StdEncoding.DecodeString(saltB64)
-	stored, err3 := base64.StdEncoding.DecodeString(storedB64)
-	if err != nil || err2 != nil || err3 != nil || iter <= 0 {
-		return false
-	}
-	salted, err := pbkdf2.Key(sha256.New, password, salt, iter, 32)
-	if err != nil {
-		return false
-	}
-	mac := hmac.New(sha256.New, salted)
-	mac.Write([]byte("Client Key"))
-	sum := sha256.Sum256(mac.Sum(nil))
-	return hmac.Equal(sum[:], stored)
 }

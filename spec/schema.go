@@ -182,7 +182,7 @@ var Schema = []Block{
 			{Name: "jump_host", Type: cty.String, Kind: KindJumpHost, Description: "A bastion every connection goes through."},
 			{Name: "sudo", Type: cty.Bool, Default: cty.False, Description: "Run commands through `sudo -n` when the user is not root."},
 			{Name: "connect_timeout", Type: cty.String, Kind: KindDuration, Default: cty.StringVal("10s"), Description: "How long to wait for a connection."},
-			{Name: "command_timeout", Type: cty.String, Kind: KindDuration, Default: cty.StringVal("10m"), Description: "How long one remote command may run."},
+			{Name: "command_timeout", Type: cty.String, Kind: KindDuration, Default: cty.StringVal("10m"), Description: "How long one remote command or file transfer may run; it is killed on the host then."},
 		},
 	},
 	{

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -135,12 +136,70 @@ func (s *Store) LoadManifest(ctx context.Context, id string) (*Manifest, error) 
 	if err != nil {
 		return nil, err
 	}
+	return parseManifest(id, data)
+}
+
+// parseManifest decodes the manifest of backup id and checks what Restore
+// trusts it with: every path it writes stays inside the data directory
+// (clean relative paths; links only as pg_tblspc/<oid>, to absolute
+// targets), modes are permission bits, and no file is based on the backup
+// itself. A repository others can write to must not become a way to write
+// anywhere on a host.
+func parseManifest(id string, data []byte) (*Manifest, error) {
 	var m Manifest
 	if err := json.Unmarshal(data, &m); err != nil {
 		return nil, fmt.Errorf("backup %s: manifest: %w: %v", id, ErrCorrupt, err)
 	}
+	if err := m.check(id); err != nil {
+		return nil, fmt.Errorf("backup %s: manifest: %w: %v", id, ErrCorrupt, err)
+	}
 	sort.Slice(m.Files, func(i, j int) bool { return m.Files[i].Path < m.Files[j].Path })
 	return &m, nil
+}
+
+func (m *Manifest) check(id string) error {
+	if m.ID != id {
+		return fmt.Errorf("it names backup %q", m.ID)
+	}
+	for _, d := range m.Dirs {
+		if err := checkManifestPath("directory", d.Path, d.Mode); err != nil {
+			return err
+		}
+	}
+	for _, l := range m.Links {
+		if err := checkManifestPath("link", l.Path, 0); err != nil {
+			return err
+		}
+		dir, oid := path.Split(l.Path)
+		if dir != "pg_tblspc/" || strings.Trim(oid, "0123456789") != "" {
+			return fmt.Errorf("link %q: not pg_tblspc/<oid>", l.Path)
+		}
+		if !path.IsAbs(l.Target) || path.Clean(l.Target) != l.Target || l.Target == "/" || strings.ContainsRune(l.Target, 0) {
+			return fmt.Errorf("link %q: target %q is not a clean absolute path", l.Path, l.Target)
+		}
+	}
+	for _, f := range m.Files {
+		if err := checkManifestPath("file", f.Path, f.Mode); err != nil {
+			return err
+		}
+		if f.Size < 0 {
+			return fmt.Errorf("file %q: size %d", f.Path, f.Size)
+		}
+		if f.Ref == m.ID || f.DeltaBase == m.ID {
+			return fmt.Errorf("file %q: based on its own backup", f.Path)
+		}
+	}
+	return nil
+}
+
+func checkManifestPath(what, p string, mode uint32) error {
+	if err := ValidateKey(p); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if mode&^0o777 != 0 {
+		return fmt.Errorf("%s %q: mode %o is more than permission bits", what, p, mode)
+	}
+	return nil
 }
 
 // backupIDs lists the backups: complete ones (with a manifest), sorted
@@ -234,11 +293,22 @@ type LSN uint64
 
 // ParseLSN parses the text form of an LSN.
 func ParseLSN(s string) (LSN, error) {
-	var hi, lo uint32
-	if _, err := fmt.Sscanf(s, "%X/%X", &hi, &lo); err != nil {
-		return 0, fmt.Errorf("bad LSN %q: %w", s, err)
+	hi, lo, ok := strings.Cut(s, "/")
+	h, err1 := parseHex32(hi)
+	l, err2 := parseHex32(lo)
+	if !ok || err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("bad LSN %q: want two hexadecimal numbers of 1 to 8 digits around a slash, such as 0/3000060", s)
 	}
-	return LSN(uint64(hi)<<32 | uint64(lo)), nil
+	return LSN(h<<32 | l), nil
+}
+
+// parseHex32 reads 1 to 8 hexadecimal digits, nothing else (no sign, no
+// 0x, no space).
+func parseHex32(s string) (uint64, error) {
+	if len(s) == 0 || len(s) > 8 || strings.Trim(s, "0123456789abcdefABCDEF") != "" {
+		return 0, errors.New("not 1 to 8 hexadecimal digits")
+	}
+	return strconv.ParseUint(s, 16, 32)
 }
 
 func (l LSN) String() string { return fmt.Sprintf("%X/%X", uint32(l>>32), uint32(l)) }

@@ -367,6 +367,13 @@ func (s *Store) writeRecovery(opts RestoreOptions, m *Manifest, chown func(strin
 	if action == "" {
 		action = "promote"
 	}
+	// A line break would end the quoted value and start a setting of its own.
+	if strings.ContainsAny(cmd, "\r\n\x00") {
+		return fmt.Errorf("restore: the restore command %q holds a line break or NUL", cmd)
+	}
+	if !slicesContains([]string{"pause", "promote", "shutdown"}, action) {
+		return fmt.Errorf("restore: target action %q: want pause, promote or shutdown", action)
+	}
 	q := func(v string) string { return "'" + strings.ReplaceAll(v, "'", "''") + "'" }
 	fmt.Fprintf(&b, "# recovery settings written by pgherd restore of backup %s\n", m.ID)
 	fmt.Fprintf(&b, "restore_command = %s\n", q(cmd))

@@ -193,6 +193,38 @@ func TestCluster(t *testing.T) {
 		mustExec(t, p1, "INSERT INTO t SELECT g, 'p1' FROM generate_series(1, 100) g")
 	})
 
+	step("a role's password reaches the server only as a verifier", func(t *testing.T) {
+		const role, pw = "pgherd_scram_test", "s3cr3t-never-logged"
+		// Every statement of the next sessions goes to the server log.
+		mustExec(t, p1, "ALTER ROLE CURRENT_USER SET log_statement = 'all'")
+		for range 2 { // CREATE, then ALTER
+			if err := p1.EnsureRole(ctx, role, pw, "LOGIN"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mustExec(t, p1, "ALTER ROLE CURRENT_USER RESET log_statement")
+		conn, err := p1.connect(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stored string
+		err = conn.QueryRow(ctx, "SELECT rolpassword FROM pg_authid WHERE rolname = $1", role).Scan(&stored)
+		conn.Close(ctx)
+		if err != nil || !SCRAMMatches(stored, pw) || SCRAMMatches(stored, pw+"x") {
+			t.Fatalf("stored verifier %q, %v: does not match the password", stored, err)
+		}
+		log, err := os.ReadFile(p1.logFile())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(log), `ALTER ROLE "`+role+`"`) {
+			t.Fatalf("the server log lacks the statements (log_statement did not apply):\n%s", log)
+		}
+		if strings.Contains(string(log), pw) {
+			t.Fatalf("the server log holds the password:\n%s", log)
+		}
+	})
+
 	step("clone refuses a non-empty data directory", func(t *testing.T) {
 		other := &Instance{Name: "x", BinDir: testBinDir, DataDir: p1.DataDir, User: p1.User}
 		// p1 is running: refused before anything else.

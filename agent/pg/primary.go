@@ -54,7 +54,12 @@ func (i *Instance) EnsureRole(ctx context.Context, name, password, attrs string)
 	}
 	stmt := fmt.Sprintf("%s ROLE %s WITH %s", verb, ident(name), attrs)
 	if password != "" {
-		// Literal quoting: utility statements take no parameters.
+		// The verifier, not the password: statements show in
+		// pg_stat_activity, pg_stat_statements and error logs. Literal
+		// quoting: utility statements take no parameters.
+		if v, ok := SCRAMVerifier(password); ok {
+			password = v
+		}
 		stmt += " PASSWORD " + quoteLiteral(password)
 	}
 	if _, err := conn.Exec(ctx, stmt); err != nil {
