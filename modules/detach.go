@@ -76,7 +76,7 @@ func (d DetachedMember) Probe() string {
 		"echo active=$(systemctl is-active " + AgentUnit + " 2>/dev/null)\n" +
 		"if grep -qF " + executors.Quote(`"cluster": `+jsonString(d.Cluster)) + " /etc/pgherd/agent.json 2>/dev/null; then echo ours=yes; fi\n" +
 		"if [ -d " + executors.Quote(d.DataDir) + " ]; then echo data=yes; fi\n" +
-		"if [ -x " + AgentBinaryPath + " ]; then echo '#cluster'; " + AgentBinaryPath + " agent status --api " + executors.Quote(d.API) + " 2>/dev/null; fi\n"
+		"if [ -x " + AgentBinaryPath + " ]; then echo '#cluster'; " + AgentBinaryPath + " agent status --api " + executors.Quote(d.API) + " 2>/dev/null; fi\nexit 0\n"
 }
 
 func jsonString(s string) string {
