@@ -18,7 +18,7 @@ import (
 const (
 	labName   = "pgherd-chaos"
 	labNet    = "10.85.0"
-	labDisk   = "2g"
+	labDisk   = "512m"
 	labSubnet = labNet + ".0/24"
 )
 
