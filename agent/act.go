@@ -58,7 +58,13 @@ func (a *Agent) do(ctx context.Context, v ha.View, act ha.Action) error {
 			if err := a.pg.ConfigurePrimary(ctx); err != nil {
 				return err
 			}
-			return a.pg.Start(ctx)
+			// Crash recovery may outlast the lease: the lease is kept
+			// meanwhile, or a slow start would be fenced by the next pass
+			// and tried again, forever. The server takes no write before
+			// it accepts connections, and pg_ctl returns within 0.1 s of
+			// that, well inside the safety margin: the next pass renews or
+			// fences as usual.
+			return a.keepBusy(ctx, v, "starting", a.leaderLease != nil, func() error { return a.pg.Start(ctx) })
 		}
 		if act.Target != "" {
 			// A standby's start waits until it is consistent, which may
@@ -246,11 +252,9 @@ func (a *Agent) bootstrap(ctx context.Context, v ha.View) error {
 		return err
 	}
 	// The first start of the brand-new cluster keeps the lease, and with
-	// it the initialize claim, alive too: on a slow host it may outlast
-	// the ttl, and a claim lost here leaves an initdb'd directory that
-	// can never join. The new server holds no data yet, and pg_ctl
-	// returns as soon as it accepts connections: the next pass renews or
-	// fences as usual.
+	// it the initialize claim, alive too (as any start of a primary does,
+	// see StartPostgres): on a slow host it may outlast the ttl, and a
+	// claim lost here leaves an initdb'd directory that can never join.
 	return a.keepBusy(ctx, v, "bootstrapping", true, func() error { return a.pg.Start(ctx) })
 }
 

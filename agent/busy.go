@@ -15,10 +15,10 @@ import (
 // from the cluster, and the leader keeps its replication slot), and it
 // refreshes the API snapshot (so /liveness answers 200 and /patroni shows
 // the action). With renewLeader it also renews the leader lease: only
-// while bootstrapping (initdb and the first start of the new, empty
-// cluster under the initialize claim), never while a primary with data
-// could accept writes, since the fencing invariant needs the renewals to
-// come from the loop that fences.
+// while no write can be accepted yet (initdb; a primary's start, which
+// returns within pg_ctl's 0.1 s poll of the server accepting
+// connections), since the fencing invariant needs the loop that fences to
+// be free by the deadline once writes are possible.
 //
 // The loop is blocked in fn meanwhile, so keepBusy's goroutine is the only
 // one using the member lease; it ends before keepBusy returns.
