@@ -342,14 +342,11 @@ func (a *Agent) afterPass(ctx context.Context, v ha.View) {
 			a.rolesDone = true
 		}
 	}
-	status := dcs.Status{LastLSN: uint64(a.lastStatus.WriteLSN)}
-	if slots, err := a.pg.LogicalSlots(ctx); err != nil {
-		a.log.Warn("listing logical slots", "err", err)
-	} else {
-		status.Slots = map[string]dcs.LogicalSlot{}
-		for _, s := range slots {
-			status.Slots[s.Name] = dcs.LogicalSlot{Plugin: s.Plugin, Database: s.Database, ConfirmedFlush: uint64(s.ConfirmedFlushLSN)}
-		}
+	// The logical slots as observed at the start of this pass: at most
+	// as advanced as now, the safe side for the replicas' copies.
+	status := dcs.Status{LastLSN: uint64(a.lastStatus.WriteLSN), Slots: map[string]dcs.LogicalSlot{}}
+	for _, s := range a.lastStatus.LogicalSlots {
+		status.Slots[s.Name] = dcs.LogicalSlot{Plugin: s.Plugin, Database: s.Database, ConfirmedFlush: uint64(s.ConfirmedFlushLSN)}
 	}
 	if err := a.dcs.SetStatus(ctx, a.cfg.Name, status); err != nil {
 		a.log.Debug("publishing the status key", "err", err)

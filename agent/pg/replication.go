@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // CloneOptions tune Clone.
@@ -301,13 +303,18 @@ type LogicalSlot struct {
 	Active            bool
 }
 
-// LogicalSlots lists the logical slots of the local server.
+// LogicalSlots lists the logical slots of the local server (Status
+// lists them too, on the connection it already has).
 func (i *Instance) LogicalSlots(ctx context.Context) ([]LogicalSlot, error) {
 	conn, err := i.connect(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	return queryLogicalSlots(ctx, conn)
+}
+
+func queryLogicalSlots(ctx context.Context, conn *pgx.Conn) ([]LogicalSlot, error) {
 	rows, err := conn.Query(ctx, `SELECT slot_name::text, plugin::text, database::text,
 		coalesce(confirmed_flush_lsn, '0/0')::text, active
 		FROM pg_replication_slots WHERE slot_type = 'logical' ORDER BY slot_name`)
@@ -315,7 +322,7 @@ func (i *Instance) LogicalSlots(ctx context.Context) ([]LogicalSlot, error) {
 		return nil, fmt.Errorf("pg: list logical slots: %w", err)
 	}
 	defer rows.Close()
-	var slots []LogicalSlot
+	slots := []LogicalSlot{}
 	for rows.Next() {
 		var s LogicalSlot
 		var lsn string
