@@ -7,7 +7,7 @@ LAB     ?= pgherd-lab
 LABDIR  ?= $(HOME)/.cache/pgherd/lab/$(LAB)
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: all build test unit e2e demo demo-down bench bench-backup lint deps docs clean
+.PHONY: all build test unit e2e chaos demo demo-down bench bench-backup lint deps docs clean
 
 all: build
 
@@ -27,11 +27,21 @@ unit:
 e2e:
 	PGHERD_E2E=1 $(GO) test -p 1 -timeout 25m -v ./e2e/...
 
-## demo: a 3-host lab, and an HA cluster converged on it (examples/ha):
+## chaos: the chaos soak (docs/chaos.md): DURATION of random faults (default 10m) from SEED
+## (default 1) under a write load; its report replaces the chaos section of bench/RESULTS.md.
+DURATION ?= 10m
+SEED     ?= 1
+chaos:
+	PGHERD_E2E=1 PGHERD_CHAOS_DURATION=$(DURATION) PGHERD_CHAOS_SEED=$(SEED) \
+	PGHERD_CHAOS_OUT=$(CURDIR)/bin/chaos PGHERD_CHAOS_RESULTS=$(CURDIR)/bench/RESULTS.md \
+	$(GO) test -p 1 -count=1 -timeout 90m -v -run TestChaos ./e2e/chaos
+
+## demo: a 4-host lab, and an HA cluster converged on it (examples/ha):
 ## PostgreSQL 15, etcd and the agent on node1..3, HAProxy and keepalived on
-## node1 and node2, the VIP 10.77.0.100 (5000 read-write, 5001 read-only).
+## node1 and node2, the VIP 10.77.0.100 (5000 read-write, 5001 read-only),
+## the backup repository on node4 (SFTP).
 demo: build
-	$(BIN) lab up --name $(LAB) --hosts 3
+	$(BIN) lab up --name $(LAB) --hosts 4
 	$(BIN) apply -auto-approve examples/ha $(LABDIR)/lab.hcl
 	$(BIN) plan -detailed-exitcode examples/ha $(LABDIR)/lab.hcl
 	@echo

@@ -48,7 +48,7 @@ func (a *Agent) do(ctx context.Context, v ha.View, act ha.Action) error {
 		return a.pg.Stop(ctx, pg.Fast)
 	case ha.Promote:
 		replayed := v.Self.ReplayedLSN
-		if err := a.pg.Promote(ctx); err != nil {
+		if err := a.renewingWhile(ctx, a.pg.Promote); err != nil {
 			return err
 		}
 		a.recordPromotion(ctx, v, replayed)
@@ -58,13 +58,7 @@ func (a *Agent) do(ctx context.Context, v ha.View, act ha.Action) error {
 			if err := a.pg.ConfigurePrimary(ctx); err != nil {
 				return err
 			}
-			// Crash recovery may outlast the lease: the lease is kept
-			// meanwhile, or a slow start would be fenced by the next pass
-			// and tried again, forever. The server takes no write before
-			// it accepts connections, and pg_ctl returns within 0.1 s of
-			// that, well inside the safety margin: the next pass renews or
-			// fences as usual.
-			return a.keepBusy(ctx, v, "starting", a.leaderLease != nil, func() error { return a.pg.Start(ctx) })
+			return a.renewingWhile(ctx, a.pg.Start)
 		}
 		if act.Target != "" {
 			// A standby's start waits until it is consistent, which may
@@ -86,9 +80,8 @@ func (a *Agent) do(ctx context.Context, v ha.View, act ha.Action) error {
 			return a.startStandby(ctx, v, act.Target)
 		})
 	case ha.CloneFromLeader, ha.Reinitialize:
-		opts := pg.CloneOptions{Slot: pg.SlotName(me), MoveAside: act.Kind == ha.Reinitialize}
 		return a.keepBusy(ctx, v, "cloning", false, func() error {
-			if err := a.pg.Clone(ctx, a.connInfo(v, act.Target), opts); err != nil {
+			if err := a.makeReplica(ctx, v, act); err != nil {
 				return err
 			}
 			return a.startStandby(ctx, v, act.Target)
@@ -253,9 +246,9 @@ func (a *Agent) bootstrap(ctx context.Context, v ha.View) error {
 	}
 	// The first start of the brand-new cluster keeps the lease, and with
 	// it the initialize claim, alive too (as any start of a primary does,
-	// see StartPostgres): on a slow host it may outlast the ttl, and a
+	// see renewingWhile): on a slow host it may outlast the ttl, and a
 	// claim lost here leaves an initdb'd directory that can never join.
-	return a.keepBusy(ctx, v, "bootstrapping", true, func() error { return a.pg.Start(ctx) })
+	return a.renewingWhile(ctx, a.pg.Start)
 }
 
 // ensureRoles gives the superuser its password, creates the replication
@@ -394,4 +387,37 @@ func (a *Agent) publishMember(ctx context.Context, m dcs.Member) error {
 		a.memberLease = l
 	}
 	return a.dcs.RegisterMember(ctx, m, a.memberLease)
+}
+
+// renewingWhile runs fn (starting or promoting PostgreSQL as the leader,
+// which crash recovery or a loaded host can stretch past the lease's
+// deadline) and meanwhile renews the leader lease every loop_wait, so
+// that a primary which has just started is not fenced at once for having
+// waited on itself. The renewals are this loop's own, made while it waits;
+// the deadline still moves only with an acknowledged renewal, and each is
+// bounded by it, so the fencing invariant holds. Without a lease, fn runs
+// alone; once the deadline has passed it renews no more.
+func (a *Agent) renewingWhile(ctx context.Context, fn func(context.Context) error) error {
+	if a.leaderLease == nil {
+		return fn(ctx)
+	}
+	done := make(chan error, 1)
+	go func() { done <- fn(ctx) }()
+	tick := time.NewTicker(a.loopWait())
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-tick.C:
+			if !time.Now().Before(a.leaderLease.Deadline()) {
+				continue // past it, the next pass fences first
+			}
+			rctx, cancel := a.untilFence(ctx)
+			if _, err := a.leaderLease.Renew(rctx); err != nil {
+				a.log.Warn("renewing the leader lease while postgres starts", "err", err)
+			}
+			cancel()
+		}
+	}
 }

@@ -122,6 +122,7 @@ func (a *Agent) self(st pg.Status, cs *dcs.ClusterState, now time.Duration) ha.S
 			if host, _, err := a.pg.Upstream(); err == nil && host != "" {
 				s.Following = a.memberAt(cs, host)
 			}
+			s.Diverged = replicaDiverged(st, cs)
 		} else {
 			s.Role = ha.RolePrimary
 			s.WrittenLSN = uint64(st.WriteLSN)
@@ -166,15 +167,24 @@ func (a *Agent) self(st pg.Status, cs *dcs.ClusterState, now time.Duration) ha.S
 // diverged unless it was shut down cleanly before the switch point of the
 // next timeline (it then only needs to follow). Unknown counts as
 // diverged; pg_rewind changes nothing when it was not.
+//
+// Another member holding the leader key must promote past this former
+// primary's timeline before it can be followed; until its member key or
+// the history key shows that promotion, whether this one diverged is
+// unknown. The leader's member key lags its promotion (it is published on
+// the next pass, and not at all while etcd is unreachable): trusting its
+// old timeline started a former primary with WAL past the switch point as
+// a replica that could never follow (found by the chaos soak).
 func (a *Agent) diverged(st pg.Status, cs *dcs.ClusterState, wasPrimary bool) bool {
 	if !wasPrimary || cs == nil || cs.Leader == nil || cs.Leader.Name == a.cfg.Name {
 		return false
 	}
 	lm, ok := cs.Member(cs.Leader.Name)
-	if !ok || lm.Timeline <= st.TimeLine {
-		return false
+	moved := ok && lm.Timeline > st.TimeLine
+	for _, h := range cs.History {
+		moved = moved || h.Timeline > st.TimeLine
 	}
-	if st.ClusterState != "shut down" {
+	if !moved || st.ClusterState != "shut down" {
 		// Not shut down cleanly: WAL may go on past the last checkpoint,
 		// so where it ends is unknown here.
 		return true
@@ -186,6 +196,25 @@ func (a *Agent) diverged(st pg.Status, cs *dcs.ClusterState, wasPrimary bool) bo
 		}
 	}
 	return true
+}
+
+// replicaDiverged tells whether a running replica replayed WAL of its
+// timeline past the point where the next timeline of the history key
+// forked off: it can never follow that timeline (PostgreSQL logs "new
+// timeline N forked off current database system timeline before current
+// recovery point" and the WAL receiver retries forever) and must be
+// rewound. Such a replica is a former primary with WAL it never
+// replicated, or a replica that received WAL the promoted member never had.
+func replicaDiverged(st pg.Status, cs *dcs.ClusterState) bool {
+	if cs == nil || st.ReplayLSN == 0 {
+		return false
+	}
+	for _, h := range cs.History {
+		if h.Timeline == st.TimeLine+1 {
+			return uint64(st.ReplayLSN) > h.LSN
+		}
+	}
+	return false
 }
 
 // memberAt is the member whose address is host ("" if none).

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -14,29 +15,19 @@ import (
 	"github.com/pgherd/pgherd/e2e/lab"
 )
 
-// clusterSuite times the first apply of examples/ha on 3 bare lab hosts,
+// clusterSuite times the first apply of examples/ha on 4 bare lab hosts,
 // broken down by phase, then the no-op plan and apply.
 func clusterSuite(ctx context.Context, log *slog.Logger, bin, work string, runs int, keep bool) (string, error) {
-	l, err := lab.Up(ctx, lab.Config{Name: "pgherd-bench-ha", Hosts: 3, Subnet: "10.81.0.0/24", Dir: filepath.Join(work, "labha"), Log: log})
+	l, err := lab.Up(ctx, lab.Config{Name: "pgherd-bench-ha", Hosts: 4, Subnet: "10.81.0.0/24", Dir: filepath.Join(work, "labha"), Log: log})
 	if err != nil {
 		return "", err
 	}
 	if !keep {
 		defer l.Down(context.WithoutCancel(ctx))
 	}
-	example, err := os.ReadFile("examples/ha/main.hcl")
+	dir, _, err := exampleHAOnLab(l, filepath.Join(work, "specha"), "10.81.0.")
 	if err != nil {
 		return "", err
-	}
-	spec := strings.NewReplacer("10.77.0.", "10.81.0.").Replace(string(example))
-	dir := filepath.Join(work, "specha")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	for name, content := range map[string]string{"main.hcl": spec, "lab.hcl": l.SpecSnippet()} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
-			return "", err
-		}
 	}
 	pg := func(args ...string) *exec.Cmd {
 		c := exec.CommandContext(ctx, bin, append(args, dir)...)
@@ -64,7 +55,7 @@ func clusterSuite(ctx context.Context, log *slog.Logger, bin, work string, runs 
 
 	var b strings.Builder
 	b.WriteString("## An HA cluster from bare hosts (pgherd apply of examples/ha)\n\n")
-	fmt.Fprintf(&b, "Machine: %s. 3 bare lab hosts (Docker containers, Debian 12); packages come from Debian's archive over the network, so the package phases depend on the mirror.\n", machine())
+	fmt.Fprintf(&b, "Machine: %s. 4 bare lab hosts (Docker containers, Debian 12); packages come from Debian's archive over the network, so the package phases depend on the mirror.\n", machine())
 	b.WriteString("Phases run one after another; the hosts of a phase in parallel. A phase's time is from its first step's start to its last step's end.\n\n")
 	b.WriteString("| what | wall time |\n|---|---:|\n")
 	for _, p := range phaseOrder {
@@ -77,6 +68,29 @@ func clusterSuite(ctx context.Context, log *slog.Logger, bin, work string, runs 
 	fmt.Fprintf(&b, "| no-op apply (median of %d) | %s |\n", runs, sec(median(applies)))
 	b.WriteString("\nTargets (issue 3): first apply on bare hosts under 90 s, no-op plan under 2 s.\n")
 	return b.String(), nil
+}
+
+// exampleHAOnLab writes examples/ha, moved from the default lab's network
+// (10.77.0.) to net, and the lab's ssh and host blocks into dir, and
+// returns dir and the moved spec.
+func exampleHAOnLab(l *lab.Lab, dir, net string) (string, string, error) {
+	example, err := os.ReadFile("examples/ha/main.hcl")
+	if err != nil {
+		return "", "", err
+	}
+	if !strings.Contains(string(example), "10.77.0.") {
+		return "", "", errors.New("examples/ha/main.hcl no longer uses the lab's 10.77.0.0/24: adapt bench/cluster.go")
+	}
+	spec := strings.ReplaceAll(string(example), "10.77.0.", net)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", "", err
+	}
+	for name, content := range map[string]string{"main.hcl": spec, "lab.hcl": l.SpecSnippet()} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			return "", "", err
+		}
+	}
+	return dir, spec, nil
 }
 
 // phaseOrder names the phases of a cluster apply, in order.

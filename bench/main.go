@@ -6,7 +6,7 @@
 //
 // Suites:
 //
-//	cluster   the first apply of examples/ha on 3 bare lab hosts, by phase,
+//	cluster   the first apply of examples/ha on 4 bare lab hosts, by phase,
 //	          then the no-op plan and apply.
 //	converge  a no-op plan and a no-op apply of 12 tasks on N hosts, beside
 //	          Ansible (Debian's ansible) running the same 12 tasks on the
@@ -14,9 +14,15 @@
 //	backup    full and incremental backups and restores of a generated
 //	          PostgreSQL 15 database on this machine (-backup-gb, default
 //	          4), beside pgBackRest and pg_basebackup (bench/backup.go).
+//	ha        write gap and lost writes on switchover, postmaster kill,
+//	          primary host kill and a 50 s freeze, and the agent's RSS:
+//	          examples/ha with pgherd's default timings, then Patroni
+//	          (Debian's package, its fastest allowed timings) on the same
+//	          hosts, etcd and HAProxy (bench/ha.go); -ha-trials trials.
 //
-// Each suite brings up its own lab ("pgherd-bench", 10.80.0.0/24) and
-// leaves it down. Timings are wall-clock medians over -runs runs.
+// Each suite brings up its own lab (converge: "pgherd-bench",
+// 10.80.0.0/24; cluster: "pgherd-bench-ha", 10.81.0.0/24; ha:
+// "pgherd-bench-ha2", 10.92.0.0/24) and leaves it down. Timings are wall-clock medians over -runs runs.
 package main
 
 import (
@@ -32,6 +38,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pgherd/pgherd/bench/results"
 )
 
 func main() {
@@ -40,16 +48,17 @@ func main() {
 	hosts := flag.String("hosts", "3,30", "host counts for the converge suite")
 	runs := flag.Int("runs", 5, "measured runs per figure (median reported)")
 	keep := flag.Bool("keep", false, "leave the lab up afterwards")
+	haTrials := flag.Int("ha-trials", 3, "trials of each scenario of the ha suite")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx := context.Background()
-	if err := run(ctx, log, *out, strings.Split(*suites, ","), *hosts, *runs, *keep); err != nil {
+	if err := run(ctx, log, *out, strings.Split(*suites, ","), *hosts, *runs, *haTrials, *keep); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, log *slog.Logger, out string, suites []string, hostList string, runs int, keep bool) error {
+func run(ctx context.Context, log *slog.Logger, out string, suites []string, hostList string, runs, haTrials int, keep bool) error {
 	work, err := os.MkdirTemp("", "pgherd-bench-")
 	if err != nil {
 		return err
@@ -76,7 +85,7 @@ func run(ctx context.Context, log *slog.Logger, out string, suites []string, hos
 			if err != nil {
 				return err
 			}
-			if err := writeSection(out, "converge", section); err != nil {
+			if err := results.WriteSection(out, "converge", section); err != nil {
 				return err
 			}
 		case "backup":
@@ -84,7 +93,7 @@ func run(ctx context.Context, log *slog.Logger, out string, suites []string, hos
 			if err != nil {
 				return err
 			}
-			if err := writeSection(out, "backup", section); err != nil {
+			if err := results.WriteSection(out, "backup", section); err != nil {
 				return err
 			}
 		case "cluster":
@@ -92,7 +101,17 @@ func run(ctx context.Context, log *slog.Logger, out string, suites []string, hos
 			if err != nil {
 				return err
 			}
-			if err := writeSection(out, "cluster", section); err != nil {
+			if err := results.WriteSection(out, "cluster", section); err != nil {
+				return err
+			}
+		case "ha":
+			section, err := haSuite(ctx, log, bin, work, haTrials, keep, func(partial string) error {
+				return results.WriteSection(out, "ha", partial)
+			})
+			if err != nil {
+				return err
+			}
+			if err := results.WriteSection(out, "ha", section); err != nil {
 				return err
 			}
 		default:
@@ -136,27 +155,4 @@ func tail(s string, n int) string {
 func machine() string {
 	host, _ := os.Hostname()
 	return fmt.Sprintf("%s, %d cores, %s/%s, %s, %s", host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), time.Now().UTC().Format("2006-01-02"))
-}
-
-// writeSection replaces the section between the markers of name in the
-// results file (or appends it), keeping the other suites' sections.
-func writeSection(path, name, body string) error {
-	begin, end := "<!-- bench:"+name+" -->", "<!-- /bench:"+name+" -->"
-	old, err := os.ReadFile(path)
-	if err != nil && !os.IsNotExist(err) {
-		return err
-	}
-	doc := string(old)
-	if doc == "" {
-		doc = "# Benchmark results\n\nWritten by `make bench` (`go run ./bench`); each section is replaced when its suite runs again.\n"
-	}
-	block := begin + "\n" + body + end
-	if i := strings.Index(doc, begin); i >= 0 {
-		if j := strings.Index(doc, end); j > i {
-			doc = doc[:i] + block + doc[j+len(end):]
-			return os.WriteFile(path, []byte(doc), 0o644)
-		}
-	}
-	doc = strings.TrimRight(doc, "\n") + "\n\n" + block + "\n"
-	return os.WriteFile(path, []byte(doc), 0o644)
 }

@@ -22,6 +22,7 @@ import (
 type runFlags struct {
 	specFlags
 	limit       []string
+	removeData  []string
 	parallelism int
 	json        bool
 }
@@ -29,6 +30,7 @@ type runFlags struct {
 func (f *runFlags) register(c *cobra.Command) {
 	f.specFlags.register(c)
 	c.Flags().StringSliceVar(&f.limit, "limit", nil, "only these hosts (comma-separated names)")
+	c.Flags().StringSliceVar(&f.removeData, "remove-data", nil, "delete the PostgreSQL data directory of these hosts as they are detached from the cluster (comma-separated names; kept by default)")
 	c.Flags().IntVar(&f.parallelism, "parallelism", 10, "how many hosts are worked on at once")
 	c.Flags().BoolVar(&f.json, "json", false, "machine-readable JSON output (see docs/plan-json.md)")
 }
@@ -47,7 +49,7 @@ func (a *app) newSession(paths []string, f *runFlags) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := compile.Options{Limit: f.limit}
+	opts := compile.Options{Limit: f.limit, RemoveData: f.removeData}
 	if m.Cluster != nil {
 		if opts.AgentBinary, err = modules.NewAgentBinary(); err != nil {
 			return nil, err

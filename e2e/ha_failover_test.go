@@ -8,157 +8,27 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/pgherd/pgherd/e2e/workload"
 )
 
-// ack is one write the cluster acknowledged.
-type ack struct {
-	id int64
-	at time.Time
-}
-
-// haWriter inserts one row per transaction through the VIP's primary port,
-// reconnecting on any error, and records every acknowledged id. Its
-// goroutine exits when the context given to start ends; wait returns then.
-type haWriter struct {
-	mu     sync.Mutex
-	acks   []ack
-	errs   int
-	lastEr string
-	done   chan struct{}
-}
-
-func startWriter(ctx context.Context, t *testing.T) *haWriter {
+// startWriter starts the shared write load through the VIP's primary port.
+func startWriter(ctx context.Context, t *testing.T) *workload.Writer {
 	t.Helper()
-	setup := pgConnect(ctx, t, haPrimaryPort)
-	if _, err := setup.Exec(ctx, "CREATE TABLE IF NOT EXISTS e2e_ha_writes (id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())"); err != nil {
-		t.Fatalf("create table: %v", err)
+	w, err := workload.Start(ctx, pgURL(haPrimaryPort), "e2e_ha_writes")
+	if err != nil {
+		t.Fatal(err)
 	}
-	var next int64
-	if err := setup.QueryRow(ctx, "SELECT coalesce(max(id), 0) + 1 FROM e2e_ha_writes").Scan(&next); err != nil {
-		t.Fatalf("max id: %v", err)
-	}
-	setup.Close(context.Background())
-	w := &haWriter{done: make(chan struct{})}
-	go w.run(ctx, next)
 	return w
 }
 
-func (w *haWriter) run(ctx context.Context, id int64) {
-	defer close(w.done)
-	var conn *pgx.Conn
-	defer func() {
-		if conn != nil {
-			conn.Close(context.Background())
-		}
-	}()
-	fail := func(err error) {
-		w.mu.Lock()
-		w.errs++
-		w.lastEr = err.Error()
-		w.mu.Unlock()
-		if conn != nil {
-			conn.Close(context.Background())
-			conn = nil
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	for ctx.Err() == nil {
-		if conn == nil {
-			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			c, err := pgx.Connect(cctx, pgURL(haPrimaryPort))
-			cancel()
-			if err != nil {
-				fail(err)
-				continue
-			}
-			conn = c
-		}
-		// Every attempt takes a new id: a write whose answer was lost
-		// may have committed, and is then simply not counted.
-		id++
-		qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		_, err := conn.Exec(qctx, "INSERT INTO e2e_ha_writes (id) VALUES ($1)", id)
-		cancel()
-		if err != nil {
-			fail(err)
-			continue
-		}
-		w.mu.Lock()
-		w.acks = append(w.acks, ack{id: id, at: time.Now()})
-		w.mu.Unlock()
-		select {
-		case <-ctx.Done():
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-}
-
-// mark is the number of acknowledged writes so far.
-func (w *haWriter) mark() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return len(w.acks)
-}
-
-// since returns the acknowledged writes from mark on.
-func (w *haWriter) since(mark int) []ack {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return slices.Clone(w.acks[mark:])
-}
-
-// maxGap is the longest time between two consecutive acknowledged writes
-// from the one before mark (if any) on.
-func (w *haWriter) maxGap(mark int) time.Duration {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	var gap time.Duration
-	for i := max(mark, 1); i < len(w.acks); i++ {
-		gap = max(gap, w.acks[i].at.Sub(w.acks[i-1].at))
-	}
-	return gap
-}
-
-// waitAcks waits until n more writes are acknowledged after mark.
-func (w *haWriter) waitAcks(ctx context.Context, t *testing.T, mark, n int) {
+// mustAcks waits until n more writes are acknowledged from now on.
+func mustAcks(ctx context.Context, t *testing.T, w *workload.Writer, n int) {
 	t.Helper()
-	for w.mark() < mark+n {
-		select {
-		case <-ctx.Done():
-			w.mu.Lock()
-			last := w.lastEr
-			w.mu.Unlock()
-			t.Fatalf("no %d writes acknowledged after mark %d: last error %s", n, mark, last)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-// errors is the number of failed attempts so far.
-func (w *haWriter) errors() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.errs
-}
-
-// waitError waits until an attempt fails after the count before: the
-// writer has felt the fault.
-func (w *haWriter) waitError(t *testing.T, before int, timeout time.Duration) {
-	t.Helper()
-	end := time.Now().Add(timeout)
-	for w.errors() <= before {
-		if time.Now().After(end) {
-			t.Fatalf("no write failed within %s of the fault", timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := w.WaitAcks(ctx, w.Mark(), n); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -273,24 +143,19 @@ func waitSettled(t *testing.T, hosts []string, timeout time.Duration) string {
 
 func describeView(view map[string]memberStatus) string {
 	var parts []string
-	for _, h := range theLab.Hosts() {
-		st, ok := view[h.Name]
+	for _, h := range haDBHosts {
+		st, ok := view[h]
 		if !ok {
-			parts = append(parts, h.Name+"=no answer")
+			parts = append(parts, h+"=no answer")
 			continue
 		}
-		parts = append(parts, fmt.Sprintf("%s=%s/%s/%s leader=%v tl=%d", h.Name, st.Role, st.State, st.ReplicationState, st.Pgherd.IsLeader, st.Timeline))
+		parts = append(parts, fmt.Sprintf("%s=%s/%s/%s leader=%v tl=%d", h, st.Role, st.State, st.ReplicationState, st.Pgherd.IsLeader, st.Timeline))
 	}
 	return strings.Join(parts, " ")
 }
 
-func hostNames() []string {
-	var names []string
-	for _, h := range theLab.Hosts() {
-		names = append(names, h.Name)
-	}
-	return names
-}
+// hostNames are the HA cluster's members.
+func hostNames() []string { return slices.Clone(haDBHosts) }
 
 func hostAddr(t *testing.T, name string) string {
 	t.Helper()
@@ -305,48 +170,15 @@ func hostAddr(t *testing.T, name string) string {
 
 // missingOnPrimary returns the acknowledged ids absent from the primary
 // behind the VIP's primary port, after checking that port reaches primary.
-func missingOnPrimary(t *testing.T, primary string, acks []ack) []int64 {
+func missingOnPrimary(t *testing.T, w *workload.Writer, primary string, acks []workload.Ack) []int64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	want := hostAddr(t, primary)
-	for {
-		conn := pgConnect(ctx, t, haPrimaryPort)
-		var addr string
-		var rec bool
-		err := conn.QueryRow(ctx, "SELECT host(inet_server_addr()), pg_is_in_recovery()").Scan(&addr, &rec)
-		if err == nil && addr == want && !rec {
-			rows, err := conn.Query(ctx, "SELECT id FROM e2e_ha_writes")
-			if err != nil {
-				t.Fatalf("reading the writes on %s: %v", primary, err)
-			}
-			present := map[int64]bool{}
-			for rows.Next() {
-				var id int64
-				if err := rows.Scan(&id); err != nil {
-					t.Fatal(err)
-				}
-				present[id] = true
-			}
-			if err := rows.Err(); err != nil {
-				t.Fatalf("reading the writes on %s: %v", primary, err)
-			}
-			conn.Close(context.Background())
-			var missing []int64
-			for _, a := range acks {
-				if !present[a.id] {
-					missing = append(missing, a.id)
-				}
-			}
-			return missing
-		}
-		conn.Close(context.Background())
-		select {
-		case <-ctx.Done():
-			t.Fatalf("port %d never reached the primary %s (%s): got %s in recovery %v, err %v", haPrimaryPort, primary, want, addr, rec, err)
-		case <-time.After(500 * time.Millisecond):
-		}
+	missing, err := w.Missing(ctx, hostAddr(t, primary), acks)
+	if err != nil {
+		t.Fatalf("port %d: %v", haPrimaryPort, err)
 	}
+	return missing
 }
 
 // switchover asks the leader's agent to hand over to candidate.
@@ -382,7 +214,7 @@ func TestHAFailover(t *testing.T) {
 	w := startWriter(ctx, t)
 	defer func() {
 		stop()
-		<-w.done
+		<-w.Done()
 	}()
 	syncMode := strings.Contains(haSpecMode(t), `"on"`)
 	t.Logf("synchronous mode: %v", syncMode)
@@ -390,14 +222,14 @@ func TestHAFailover(t *testing.T) {
 	// checked holds the ids already found missing, so that each scenario
 	// reports only its own losses.
 	lost := map[int64]bool{}
-	check := func(t *testing.T, name, primary string, mustKeep func(ack) bool) {
+	check := func(t *testing.T, name, primary string, mustKeep func(workload.Ack) bool) {
 		t.Helper()
 		// A write acknowledged after the settle proves the new primary
 		// takes writes through the VIP.
 		wctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		w.waitAcks(wctx, t, w.mark(), 5)
+		mustAcks(wctx, t, w, 5)
 		cancel()
-		missing := missingOnPrimary(t, primary, w.since(0))
+		missing := missingOnPrimary(t, w, primary, w.Since(0))
 		var fresh, fatal []int64
 		for _, id := range missing {
 			if lost[id] {
@@ -406,9 +238,9 @@ func TestHAFailover(t *testing.T) {
 			lost[id] = true
 			fresh = append(fresh, id)
 		}
-		for _, a := range w.since(0) {
-			if slices.Contains(fresh, a.id) && (syncMode || mustKeep(a)) {
-				fatal = append(fatal, a.id)
+		for _, a := range w.Since(0) {
+			if slices.Contains(fresh, a.ID) && (syncMode || mustKeep(a)) {
+				fatal = append(fatal, a.ID)
 			}
 		}
 		t.Logf("LOST scenario=%s count=%d", name, len(fresh))
@@ -417,15 +249,15 @@ func TestHAFailover(t *testing.T) {
 		}
 	}
 	logGap := func(t *testing.T, name string, mark int) {
-		t.Logf("GAP scenario=%s seconds=%.2f", name, w.maxGap(mark).Seconds())
+		t.Logf("GAP scenario=%s seconds=%.2f", name, w.MaxGap(mark).Seconds())
 	}
-	always := func(ack) bool { return true }
+	always := func(workload.Ack) bool { return true }
 
-	w.waitAcks(ctx, t, 0, 20)
+	mustAcks(ctx, t, w, 20)
 
 	t.Run("switchover", func(t *testing.T) {
 		primary := waitSettled(t, all, time.Minute)
-		mark := w.mark()
+		mark := w.Mark()
 		candidate := other(all, primary)
 		switchover(t, primary, candidate)
 		now := waitSettled(t, all, 2*time.Minute)
@@ -438,26 +270,30 @@ func TestHAFailover(t *testing.T) {
 
 	t.Run("postmaster killed", func(t *testing.T) {
 		old := waitSettled(t, all, time.Minute)
-		mark, errs := w.mark(), w.errors()
+		mark, errs := w.Mark(), w.Errors()
 		onHost(t, old, "kill -9 $(head -1 /var/lib/postgresql/15/main/postmaster.pid)")
-		w.waitError(t, errs, 30*time.Second)
+		ectx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if err := w.WaitError(ectx, errs); err != nil {
+			t.Fatalf("within 30s of the kill: %v", err)
+		}
+		cancel()
 		now := waitSettled(t, all, 2*time.Minute)
 		t.Logf("after the postmaster's kill on %s the primary is %s", old, now)
 		// Restarted in place, crash recovery keeps every commit; a
 		// failover in asynchronous mode may lose the last ones.
-		check(t, "postmaster-kill", now, func(ack) bool { return now == old })
+		check(t, "postmaster-kill", now, func(workload.Ack) bool { return now == old })
 		logGap(t, "postmaster-kill", mark)
 	})
 
 	t.Run("primary host killed", func(t *testing.T) {
 		old := waitSettled(t, all, time.Minute)
-		mark := w.mark()
+		mark := w.Mark()
 		if err := theLab.Kill(context.Background(), old); err != nil {
 			t.Fatal(err)
 		}
 		rest := without(all, old)
 		now := waitSettled(t, rest, 2*time.Minute)
-		check(t, "host-kill", now, func(ack) bool { return false })
+		check(t, "host-kill", now, func(workload.Ack) bool { return false })
 		logGap(t, "host-kill", mark)
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
@@ -480,9 +316,9 @@ func TestHAFailover(t *testing.T) {
 			if old = waitSettled(t, all, 2*time.Minute); old != haNoFrontHost {
 				t.Fatalf("switched over to %s, want %s", old, haNoFrontHost)
 			}
-			w.waitAcks(ctx, t, w.mark(), 5)
+			mustAcks(ctx, t, w, 5)
 		}
-		mark := w.mark()
+		mark := w.Mark()
 		if err := theLab.Disconnect(context.Background(), old); err != nil {
 			t.Fatal(err)
 		}
@@ -502,7 +338,7 @@ func TestHAFailover(t *testing.T) {
 		if err == nil {
 			t.Errorf("the partitioned old primary %s accepted a write while %s is primary: %s", old, now, out)
 		}
-		check(t, "partition", now, func(ack) bool { return false })
+		check(t, "partition", now, func(workload.Ack) bool { return false })
 		logGap(t, "partition", mark)
 		if err := theLab.Connect(context.Background(), old); err != nil {
 			t.Fatal(err)
@@ -516,7 +352,7 @@ func TestHAFailover(t *testing.T) {
 
 	t.Run("primary frozen", func(t *testing.T) {
 		old := waitSettled(t, all, time.Minute)
-		mark := w.mark()
+		mark := w.Mark()
 		if err := theLab.Pause(context.Background(), old); err != nil {
 			t.Fatal(err)
 		}
@@ -529,7 +365,7 @@ func TestHAFailover(t *testing.T) {
 		}()
 		rest := without(all, old)
 		now := waitSettled(t, rest, 2*time.Minute)
-		// Stay frozen well past the ttl (10 s), counted from the
+		// Stay frozen well past the ttl (3 s by default), counted from the
 		// promotion, so the old lease is long gone.
 		time.Sleep(15 * time.Second)
 		if err := theLab.Unpause(context.Background(), old); err != nil {
@@ -553,7 +389,7 @@ func TestHAFailover(t *testing.T) {
 		}
 		// Writes acknowledged once the old primary was frozen came from
 		// the new one: none may be lost.
-		check(t, "freeze", p, func(a ack) bool { return a.at.After(paused.Add(2 * time.Second)) })
+		check(t, "freeze", p, func(a workload.Ack) bool { return a.At.After(paused.Add(2 * time.Second)) })
 		logGap(t, "freeze", mark)
 	})
 }

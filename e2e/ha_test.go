@@ -23,6 +23,10 @@ const (
 	haReplicaPort       = 5001
 )
 
+// haDBHosts are the example's PostgreSQL hosts; the lab has more (node4,
+// the backup repository's server).
+var haDBHosts = []string{"node1", "node2", "node3"}
+
 // haShared is the HA cluster TestHA converges and TestHAFailover reuses.
 var haShared struct {
 	mu  sync.Mutex
@@ -43,6 +47,7 @@ func haSpec(t *testing.T) string {
 	for _, r := range []struct{ old, new string }{
 		{`vip       = "10.77.0.100/24"`, `vip       = "` + haVIP + `/24"`},
 		{`address  = "10.77.0.0/24"`, `address  = "` + labAddr(0) + `/24"`},
+		{`host        = "10.77.0.14"`, `host        = "` + labAddr(14) + `"`},
 	} {
 		if !strings.Contains(src, r.old) {
 			t.Fatalf("examples/ha/main.hcl no longer contains %q: adapt haSpec", r.old)
@@ -193,9 +198,9 @@ func TestHA(t *testing.T) {
 
 	t.Run("archiving and a base backup", func(t *testing.T) {
 		primary := ""
-		for _, h := range theLab.Hosts() {
-			if onHost(t, h.Name, `runuser -u postgres -- psql -XAtc "select pg_is_in_recovery()"`) == "f" {
-				primary = h.Name
+		for _, h := range haDBHosts {
+			if onHost(t, h, `runuser -u postgres -- psql -XAtc "select pg_is_in_recovery()"`) == "f" {
+				primary = h
 			}
 		}
 		if primary == "" {
@@ -253,9 +258,9 @@ func TestHA(t *testing.T) {
 			// On the primary: ALTER SYSTEM is per host, and the plan names
 			// the host where it was done.
 			primary := ""
-			for _, h := range theLab.Hosts() {
-				if onHost(t, h.Name, `runuser -u postgres -- psql -XAtc "select pg_is_in_recovery()"`) == "f" {
-					primary = h.Name
+			for _, h := range haDBHosts {
+				if onHost(t, h, `runuser -u postgres -- psql -XAtc "select pg_is_in_recovery()"`) == "f" {
+					primary = h
 				}
 			}
 			if primary == "" {
@@ -277,8 +282,38 @@ func TestHA(t *testing.T) {
 			}
 		})
 		t.Run("etcd member removed", func(t *testing.T) {
-			t.Skip("detected (etcd_membership on the first etcd host), but re-adding the member needs its data " +
-				"directory moved aside and initial-cluster-state=existing on its host: not written yet (issue 3)")
+			// Removed by hand through the membership API: etcd on node2
+			// exits, its data directory belongs to a removed member.
+			etcdctl := "ETCDCTL_API=3 etcdctl --endpoints=http://127.0.0.1:2379 "
+			id := onHost(t, "node1", etcdctl+"member list | awk -F', ' '$3 == \"node2\" {print $1}'")
+			if id == "" {
+				t.Fatal("node2 is not an etcd member before the test")
+			}
+			onHost(t, "node1", etcdctl+"member remove "+id)
+			r := pgherd(t, dir, "plan", "-detailed-exitcode", ".")
+			if r.code != 2 || !planChanges(r.stdout, "node2", "etcd_member.node2") || !strings.Contains(r.stdout, "member add node2") {
+				t.Fatalf("want etcd_member.node2 with a member add, exit 2: %s", r)
+			}
+			if r := pgherd(t, dir, "apply", "-auto-approve", "."); r.code != 0 {
+				t.Fatalf("apply: %s", r)
+			}
+			list := onHost(t, "node1", etcdctl+"member list")
+			for _, n := range []string{"node1", "node2", "node3"} {
+				if !strings.Contains(list, ", started, "+n+", ") {
+					t.Fatalf("%s is not a started member after the repair:\n%s", n, list)
+				}
+			}
+			if n := strings.Count(list, "\n") + 1; n != 3 {
+				t.Fatalf("%d members after the repair, want 3:\n%s", n, list)
+			}
+			onHost(t, "node1", etcdctl+"endpoint health --cluster")
+			// The removed member's data is kept, moved aside.
+			if got := onHost(t, "node2", "ls -d /var/lib/etcd/pgherd.removed-* | wc -l"); got == "0" {
+				t.Fatal("node2's old etcd data directory was not kept")
+			}
+			if r := pgherd(t, dir, "plan", "-detailed-exitcode", "."); r.code != 0 {
+				t.Fatalf("after repair: %s", r)
+			}
 		})
 	})
 
@@ -290,9 +325,9 @@ func TestHA(t *testing.T) {
 		if r.code != 0 {
 			t.Fatalf("status: %s", r)
 		}
-		for _, h := range theLab.Hosts() {
-			if !strings.Contains(r.stdout, h.Name) {
-				t.Errorf("status does not name %s: %s", h.Name, r)
+		for _, h := range haDBHosts {
+			if !strings.Contains(r.stdout, h) {
+				t.Errorf("status does not name %s: %s", h, r)
 			}
 		}
 	})

@@ -1,7 +1,9 @@
 // Package e2e runs pgherd as a user would, against the lab's real Debian
 // hosts. The tests run only when PGHERD_E2E=1 (make test and make e2e set
 // it); they build the pgherd binary and bring up their own lab, named
-// pgherd-e2e on 10.79.0.0/24, so that they never touch a user's lab.
+// pgherd-e2e on 10.79.0.0/24, so that they never touch a user's lab: four
+// hosts, as examples/ha needs (the database hosts node1..node3, the backup
+// repository's SFTP server node4).
 // PGHERD_E2E_LAB and PGHERD_E2E_NET (the first three octets of a /24, such
 // as "10.90.0") move it, so that two checkouts can run their suites side by
 // side.
@@ -74,7 +76,7 @@ func runMain(m *testing.M) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	theLab, err = lab.Up(ctx, lab.Config{Name: labName, Hosts: 3, Subnet: labNet + ".0/24", Dir: filepath.Join(tmp, "lab"), Log: log})
+	theLab, err = lab.Up(ctx, lab.Config{Name: labName, Hosts: 4, Subnet: labNet + ".0/24", Dir: filepath.Join(tmp, "lab"), Log: log})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: lab up:", err)
 		return 1

@@ -1,6 +1,7 @@
 package modules
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -126,6 +127,10 @@ type ClusterReady struct {
 	Cluster string
 	// Members are the expected member names.
 	Members []string
+	// Detached are hosts of the spec that the plan detaches from the
+	// cluster (DetachedMember): members under other names, still in the
+	// DCS, have no host block, and the plan says pgherd cannot detach them.
+	Detached []string
 	// API is the local agent's address, "127.0.0.1:8008".
 	API string
 	// Timeout bounds the wait (default 5 minutes).
@@ -192,11 +197,35 @@ func (c ClusterReady) missing(out []byte) string {
 	return ""
 }
 
+// strangers lists the members the agent reports that are neither expected
+// nor detached by the plan.
+func (c ClusterReady) strangers(out []byte) []string {
+	var doc clusterDoc
+	if json.Unmarshal(bytes.TrimSpace(out), &doc) != nil {
+		return nil
+	}
+	var s []string
+	for _, m := range doc.Members {
+		if !slices.Contains(c.Members, m.Name) && !slices.Contains(c.Detached, m.Name) {
+			s = append(s, m.Name)
+		}
+	}
+	return s
+}
+
 // Diff implements Resource.
 func (c ClusterReady) Diff(f Fact) (planner.Change, []Step, error) {
 	ch := planner.Change{Resource: c.Address(), Action: planner.NoOp}
 	why := c.missing(f.Stdout)
 	if why == "" {
+		if s := c.strangers(f.Stdout); len(s) > 0 {
+			ch.Action = planner.Update
+			ch.Reason = "members not in the spec and without a host block, so pgherd cannot drain and detach them: " + strings.Join(s, ", ") +
+				"; add a host block for each (apply then detaches it), or stop and disable " + AgentUnit + " on it by hand (docs/runbooks/scaling.md)"
+			for _, n := range s {
+				ch.Attrs = append(ch.Attrs, planner.Attr{Name: "member " + n, Before: "in the DCS", After: "(cannot detach: no host block)"})
+			}
+		}
 		return ch, nil, nil
 	}
 	ch.Action, ch.Reason = planner.Update, why
@@ -234,8 +263,30 @@ func (c ClusterReady) Diff(f Fact) (planner.Change, []Step, error) {
 // the postgres user, from the agent's configuration. pgherd never deletes
 // or re-initializes a repository: an existing one that cannot be opened (a
 // wrong passphrase, a server that does not answer) is an error of the plan.
+// Watch names the agent's configuration file: the probe read the
+// repository the file named before the apply, so when the file changes
+// (the repository may have moved) the repository is checked again once it
+// is written, and initialized if it is new.
 type BackupRepository struct {
 	Cluster string
+	Watch   []string
+}
+
+// Watches implements Notified.
+func (b BackupRepository) Watches() []string { return b.Watch }
+
+// Notify implements Notified.
+func (b BackupRepository) Notify(changed []string) (planner.Change, []Step) {
+	ch := planner.Change{Resource: b.Address(), Action: planner.NoOp}
+	if len(changed) == 0 {
+		return ch, nil
+	}
+	ch.Action = planner.Update
+	ch.Reason = "initialized if new; notified by " + strings.Join(changed, ", ")
+	run := "runuser -u postgres -- " + AgentBinaryPath + " backup "
+	return ch, []Step{{Desc: "pgherd backup init unless initialized", Cmd: "out=$(" + run + "list 2>&1) && exit 0\n" +
+		"case \"$out\" in *" + executors.Quote(backupNoConfig) + "*) exec " + run + "init;; esac\n" +
+		"printf '%s\\n' \"$out\" >&2; exit 1"}}
 }
 
 // Address implements Resource.

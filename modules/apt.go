@@ -240,16 +240,7 @@ func (p Packages) Diff(f Fact) (planner.Change, []Step, error) {
 		steps = append(steps, Step{Desc: "apt-get remove " + strings.Join(remove, " "), Cmd: cmd})
 	}
 	if len(install) > 0 {
-		words := append([]string{}, aptGet...)
-		words = append(words, "install", "--no-install-recommends",
-			"-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold")
-		if allowDowngrade {
-			words = append(words, "--allow-downgrades")
-		}
-		if allowHeld {
-			words = append(words, "--allow-change-held-packages")
-		}
-		cmd := executors.Join(append(words, install...)...)
+		cmd := aptInstallCmd(allowDowngrade, allowHeld, install...)
 		steps = append(steps, Step{
 			Desc: "apt-get install " + strings.Join(install, " "),
 			Run:  func(ctx context.Context, h Host) error { return aptInstall(ctx, h, cmd) },
@@ -259,6 +250,21 @@ func (p Packages) Diff(f Fact) (planner.Change, []Step, error) {
 		steps = append(steps, Step{Desc: "apt-mark hold " + strings.Join(hold, " "), Cmd: executors.Join(append([]string{"apt-mark", "hold"}, hold...)...)})
 	}
 	return ch, steps, nil
+}
+
+// aptInstallCmd is the apt-get install command line of pkgs ("name" or
+// "name=version"), keeping the configuration files on the host.
+func aptInstallCmd(allowDowngrade, allowHeld bool, pkgs ...string) string {
+	words := append([]string{}, aptGet...)
+	words = append(words, "install", "--no-install-recommends",
+		"-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold")
+	if allowDowngrade {
+		words = append(words, "--allow-downgrades")
+	}
+	if allowHeld {
+		words = append(words, "--allow-change-held-packages")
+	}
+	return executors.Join(append(words, pkgs...)...)
 }
 
 // aptStaleLists matches what apt-get install says when its package lists do

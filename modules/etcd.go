@@ -246,10 +246,13 @@ func RenderEtcdEnv(cfg EtcdConfig) string {
 //     Were etcd already installed and running as Debian's default member,
 //     the change of the file restarts it on EtcdDefaultDataDir, a fresh
 //     directory; /var/lib/etcd/default is left as it was.
-//  2. the packages etcd-server and etcd-client (etcdctl, for
+//  2. without TLS, the member's own membership (EtcdMember): a host added
+//     to a running cluster, or a member removed from it, joins it through
+//     the membership API before etcd first starts on the steady file.
+//  3. the packages etcd-server and etcd-client (etcdctl, for
 //     EtcdMembership).
-//  3. the data directory, etcd:etcd 0700.
-//  4. the etcd service, enabled and running, restarted when the file
+//  4. the data directory, etcd:etcd 0700.
+//  5. the etcd service, enabled and running, restarted when the file
 //     changes (etcd has no reload).
 //
 // With ClusterState "new", etcd.service (Type=notify) reports started
@@ -265,12 +268,23 @@ func EtcdResources(cfg EtcdConfig) ([]Resource, error) {
 	c := cfg.withDefaults()
 	file := File{Path: EtcdEnvPath, Content: RenderEtcdEnv(c), Owner: "root", Group: "root", Mode: "0644",
 		NotifyList: []string{"service.etcd"}}
-	return []Resource{
-		file,
-		Packages{Name: "etcd", Packages: []Package{{Name: "etcd-server"}, {Name: "etcd-client"}}},
+	pkgs := []Package{{Name: "etcd-server"}, {Name: "etcd-client"}}
+	join := EtcdMember{Config: c, Packages: []string{pkgs[0].Name, pkgs[1].Name}}
+	self := EtcdPeerURL(c.Address, c.PeerPort, c.TLS.PeerCertFile != "")
+	for _, p := range c.Members {
+		if u, err := url.Parse(p.PeerURL); err == nil && p.PeerURL != self {
+			join.Peers = append(join.Peers, net.JoinHostPort(u.Hostname(), strconv.Itoa(c.ClientPort)))
+		}
+	}
+	rs := []Resource{file}
+	if c.TLS.CertFile == "" && c.TLS.PeerCertFile == "" {
+		rs = append(rs, join)
+	}
+	return append(rs,
+		Packages{Name: "etcd", Packages: pkgs},
 		Directory{Path: c.DataDir, Owner: "etcd", Group: "etcd", Mode: "0700"},
 		Service{Name: "etcd", Enabled: new(true), State: Running, Watch: []string{file.Address()}},
-	}, nil
+	), nil
 }
 
 // EtcdClientTLS are the files etcdctl authenticates with.
@@ -310,6 +324,10 @@ type EtcdMembership struct {
 	Endpoints []string      `json:"endpoints"`
 	Members   []EtcdPeer    `json:"members"`
 	TLS       EtcdClientTLS `json:"tls,omitzero"`
+	// JoinOnHosts leaves missing members to their own hosts (EtcdMember,
+	// which adds the member and starts it in one go): this resource then
+	// only removes.
+	JoinOnHosts bool `json:"join_on_hosts,omitempty"`
 }
 
 // Address implements Resource.
@@ -496,7 +514,7 @@ func (m EtcdMembership) Diff(f Fact) (planner.Change, []Step, error) {
 
 	var missing []EtcdPeer
 	for _, p := range m.Members {
-		if !present[p.PeerURL] {
+		if !present[p.PeerURL] && !m.JoinOnHosts {
 			missing = append(missing, p)
 		}
 	}

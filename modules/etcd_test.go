@@ -82,6 +82,10 @@ func TestEtcdMembershipFixtures(t *testing.T) {
 	runFixtures(t, "etcd/membership", func(args []byte) (Resource, error) { return decodeStrict[EtcdMembership](args) })
 }
 
+func TestEtcdMemberFixtures(t *testing.T) {
+	runFixtures(t, "etcd/member", func(args []byte) (Resource, error) { return decodeStrict[EtcdMember](args) })
+}
+
 var etcdMembers = []EtcdPeer{
 	{Name: "db1", PeerURL: "http://10.77.0.11:2380"},
 	{Name: "db2", PeerURL: "http://10.77.0.12:2380"},
@@ -155,7 +159,7 @@ func TestEtcdResourcesOrder(t *testing.T) {
 		addrs = append(addrs, r.Address())
 	}
 	// The file must come before the package: Debian starts etcd on install.
-	want := "file./etc/default/etcd packages.etcd directory./var/lib/etcd/pgherd service.etcd"
+	want := "file./etc/default/etcd etcd_member.db1 packages.etcd directory./var/lib/etcd/pgherd service.etcd"
 	if got := strings.Join(addrs, " "); got != want {
 		t.Errorf("order = %q, want %q", got, want)
 	}

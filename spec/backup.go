@@ -4,20 +4,50 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+
+	"golang.org/x/crypto/ssh"
 )
 
 // repoAttrs are the attributes each repository type allows beside type.
 var repoAttrs = map[string][]string{
 	RepoPath: {"path"},
-	RepoSFTP: {"host", "port", "user", "key_file", "known_hosts_file", "root"},
+	RepoSFTP: {"host", "port", "user", "key_file", "private_key", "known_hosts_file", "host_key", "root"},
 	RepoS3:   {"endpoint", "region", "bucket", "prefix", "access_key", "secret_key"},
 }
 
 // repoRequired are the attributes each repository type needs.
 var repoRequired = map[string][]string{
 	RepoPath: {"path"},
-	RepoSFTP: {"host", "user", "key_file", "known_hosts_file", "root"},
+	RepoSFTP: {"host", "user", "root"},
 	RepoS3:   {"endpoint", "bucket", "access_key", "secret_key"},
+}
+
+// decodeSFTPKeys checks that an sftp repository names its key and the
+// server's key once each: a file on the hosts, or the value itself.
+func (l *loader) decodeSFTPKeys(d *decoded, r *BackupRepository) {
+	for _, p := range [][2]string{{"key_file", "private_key"}, {"known_hosts_file", "host_key"}} {
+		switch {
+		case d.bad[p[0]] || d.bad[p[1]]:
+		case d.has(p[0]) && d.has(p[1]):
+			l.errorf(d.rng(p[1]), "Conflicting arguments", "Give %q or %q in an sftp repository, not both.", p[0], p[1])
+		case !d.has(p[0]) && !d.has(p[1]):
+			l.errorf(d.b.blk.DefRange.Ptr(), "Missing required argument",
+				"An sftp repository needs %q (a file on the PostgreSQL hosts) or %q (the value itself).", p[0], p[1])
+		}
+	}
+	if d.has("private_key") {
+		r.PrivateKey = l.password(d, "private_key", "sftp private_key")
+		if _, err := ssh.ParsePrivateKey([]byte(r.PrivateKey)); r.PrivateKey != "" && err != nil {
+			l.errorf(d.rng("private_key"), "Invalid private key",
+				"The private_key is not an unencrypted private key in OpenSSH or PEM form (%s).", err)
+		}
+	}
+	if d.good("host_key") {
+		if _, _, _, _, err := ssh.ParseAuthorizedKey([]byte(r.HostKey)); err != nil {
+			l.errorf(d.rng("host_key"), "Invalid host key",
+				"The host_key %q is not a public key such as \"ssh-ed25519 AAAA…\", as in the server's /etc/ssh/ssh_host_ed25519_key.pub (%s).", r.HostKey, err)
+		}
+	}
 }
 
 // decodeBackup decodes the backup block of a cluster.
@@ -66,7 +96,7 @@ func (l *loader) decodeRepositories(parent *decoded) []BackupRepository {
 	r := BackupRepository{
 		Type: d.str("type"), Path: d.str("path"),
 		Host: d.str("host"), Port: d.integer("port"), User: d.str("user"), KeyFile: d.str("key_file"),
-		KnownHosts: d.str("known_hosts_file"), Root: d.str("root"),
+		KnownHosts: d.str("known_hosts_file"), HostKey: strings.TrimSpace(d.str("host_key")), Root: d.str("root"),
 		Endpoint: d.str("endpoint"), Region: d.str("region"), Bucket: d.str("bucket"), Prefix: d.str("prefix"),
 		AccessKey: d.str("access_key"), SecretKey: l.password(d, "secret_key", "S3 secret_key"),
 		Range: d.defRange(),
@@ -87,6 +117,9 @@ func (l *loader) decodeRepositories(parent *decoded) []BackupRepository {
 			l.errorf(d.b.blk.DefRange.Ptr(), "Missing required argument",
 				"The argument %q is required in a repository of type %q.", a, r.Type)
 		}
+	}
+	if r.Type == RepoSFTP {
+		l.decodeSFTPKeys(d, &r)
 	}
 	if r.Type == RepoSFTP && r.Port == 0 && !d.bad["port"] {
 		r.Port = 22

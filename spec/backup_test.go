@@ -4,6 +4,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -57,8 +58,11 @@ func TestExampleHABackup(t *testing.T) {
 	}
 	r := b.Repositories[0]
 	switch {
-	case r.Type != RepoPath || r.Path != "/var/lib/pgherd/backup":
+	case r.Type != RepoSFTP || r.Host != "10.77.0.14" || r.Port != 2222 || r.Root != "/srv/pgherd-backup" ||
+		r.KeyFile != "" || r.KnownHosts != "" || !strings.HasPrefix(r.HostKey, "ssh-ed25519 "):
 		t.Errorf("repository = %+v", r)
+	case r.PrivateKey == "" || !slices.Contains(m.Sensitive, r.PrivateKey):
+		t.Errorf("the sftp private key is not sensitive")
 	case b.From != BackupFromStandby || b.Retention.Full != 2 || b.Retention.Age != 336*time.Hour:
 		t.Errorf("backup = %+v", b)
 	case b.EncryptionPassphrase == "" || !slices.Contains(m.Sensitive, b.EncryptionPassphrase):

@@ -54,7 +54,7 @@ var clusterSchema = Block{
 				Attr{Name: "replication_user", Type: cty.String, Default: cty.StringVal("replicator"), Description: "The role replicas connect as."},
 				passwordAttr("replication_password", "The password of the replication role.", true),
 				Attr{Name: "parameters", Type: mapOfString,
-					Description: "Server parameters (`postgresql.conf`); values may be strings, numbers or bools. The parameters pgherd sets itself (`port`, `data_directory`, `hba_file`, `primary_conninfo`, …) are refused."},
+					Description: "Server parameters (`postgresql.conf`); values may be strings, numbers or bools. The parameters pgherd sets itself (`port`, `data_directory`, `hba_file`, `primary_conninfo`, …) are refused. A parameter removed from the map returns to PostgreSQL's default (or `postgresql.conf`'s value); what `ALTER SYSTEM` set is drift."},
 			)...),
 			Blocks: []Block{
 				{
@@ -111,10 +111,10 @@ var clusterSchema = Block{
 			Type:        "ha",
 			Description: "How the pgherd agent runs the cluster. Without an `ha` block, every default applies.",
 			Attrs: []Attr{
-				{Name: "ttl", Type: cty.String, Kind: KindDuration, Default: cty.StringVal("10s"),
-					Description: "The leader lease: a primary that cannot renew it stops accepting writes before it expires. At least 2s and more than twice `loop_wait`."},
-				{Name: "loop_wait", Type: cty.String, Kind: KindDuration, Default: cty.StringVal("1s"), Description: "The pause between two runs of the agent's loop."},
-				{Name: "retry_timeout", Type: cty.String, Kind: KindDuration, Default: cty.StringVal("5s"), Description: "How long etcd and PostgreSQL operations are retried; less than `ttl`."},
+				{Name: "ttl", Type: cty.String, Kind: KindDuration, Default: cty.StringVal("3s"),
+					Description: "The leader lease: a primary that cannot renew it stops accepting writes 1s before it could expire; a lost primary host is replaced about `ttl` after its last renewal. At least 2s and more than twice `loop_wait` (docs/ha.md, Default timings)."},
+				{Name: "loop_wait", Type: cty.String, Kind: KindDuration, Default: cty.StringVal("500ms"), Description: "The pause between two runs of the agent's loop; the primary renews its lease every run."},
+				{Name: "retry_timeout", Type: cty.String, Kind: KindDuration, Default: cty.StringVal("2s"), Description: "How long etcd and PostgreSQL operations are retried; less than `ttl`."},
 				{Name: "maximum_lag_on_failover", Type: cty.String, Kind: KindSize, Default: cty.StringVal("1MB"), Description: "A replica further behind than this is never promoted."},
 				{Name: "synchronous_mode", Type: cty.String, Default: cty.StringVal("off"), Enum: []string{"off", "on", "strict"},
 					Description: "`on` makes commits wait for synchronous replicas while there are some; `strict` also when there are none (writes stop)."},

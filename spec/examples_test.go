@@ -74,7 +74,7 @@ func TestExampleHA(t *testing.T) {
 		t.Errorf("haproxy = %+v, want on %v", c.HAProxy, lb)
 	case c.Keepalived == nil || !slices.Equal(c.Keepalived.Hosts, lb) || c.Keepalived.VIP != "10.77.0.100/24" || c.Keepalived.Interface != "eth0":
 		t.Errorf("keepalived = %+v", c.Keepalived)
-	case c.HA.SynchronousMode != SyncOff || c.HA.TTL != 10*time.Second:
+	case c.HA.SynchronousMode != SyncOff || c.HA.TTL != 3*time.Second || c.HA.LoopWait != 500*time.Millisecond:
 		t.Errorf("ha = %+v", c.HA)
 	case len(c.Members) != 3:
 		t.Errorf("members = %+v", c.Members)

@@ -356,6 +356,10 @@ type BackupRepository struct {
 	User       string
 	KeyFile    string
 	KnownHosts string
+	// PrivateKey and HostKey are the key and the server's public key
+	// given by value instead of KeyFile and KnownHosts.
+	PrivateKey string
+	HostKey    string
 	Root       string
 	// S3: the endpoint URL, region, bucket, key prefix and credentials.
 	Endpoint  string

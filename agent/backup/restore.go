@@ -49,6 +49,11 @@ type RestoreOptions struct {
 	// RestoreCommand is restore_command (default
 	// `pgherd wal-fetch %f "%p"`).
 	RestoreCommand string
+	// Standby leaves recovery to the caller, which makes the data
+	// directory a standby (standby.signal, primary_conninfo and its own
+	// restore_command): no recovery.signal and no recovery settings are
+	// written, only backup_label and tablespace_map. No target then.
+	Standby bool
 }
 
 // RestoreResult says what Restore did.
@@ -66,6 +71,9 @@ type RestoreResult struct {
 func (s *Store) Restore(ctx context.Context, opts RestoreOptions) (*RestoreResult, error) {
 	if opts.Parallel <= 0 {
 		opts.Parallel = 2
+	}
+	if opts.Standby && (!opts.TargetTime.IsZero() || opts.TargetLSN != 0) {
+		return nil, errors.New("restore: a standby restore takes no recovery target")
 	}
 	m, err := s.chooseBackup(ctx, opts)
 	if err != nil {
@@ -348,6 +356,9 @@ func (s *Store) writeRecovery(opts RestoreOptions, m *Manifest, chown func(strin
 		}
 		b.WriteString(line)
 	}
+	if opts.Standby {
+		return s.writeLabel(opts, m, autoConf, b.Bytes(), chown)
+	}
 	cmd := opts.RestoreCommand
 	if cmd == "" {
 		cmd = `pgherd wal-fetch %f "%p"`
@@ -368,7 +379,23 @@ func (s *Store) writeRecovery(opts RestoreOptions, m *Manifest, chown func(strin
 		fmt.Fprintf(&b, "recovery_target_lsn = %s\n", q(opts.TargetLSN.String()))
 		fmt.Fprintf(&b, "recovery_target_action = %s\n", q(action))
 	}
-	if err := os.WriteFile(autoConf, b.Bytes(), 0o600); err != nil {
+	if err := s.writeLabel(opts, m, autoConf, b.Bytes(), chown); err != nil {
+		return err
+	}
+	sig := filepath.Join(opts.DataDir, "recovery.signal")
+	if err := os.WriteFile(sig, nil, 0o600); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	if err := chown(sig); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	return nil
+}
+
+// writeLabel writes postgresql.auto.conf (autoConf, its new content), and
+// the backup's backup_label and tablespace_map.
+func (s *Store) writeLabel(opts RestoreOptions, m *Manifest, autoConf string, conf []byte, chown func(string) error) error {
+	if err := os.WriteFile(autoConf, conf, 0o600); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
 	label := filepath.Join(opts.DataDir, "backup_label")
@@ -383,11 +410,7 @@ func (s *Store) writeRecovery(opts RestoreOptions, m *Manifest, chown func(strin
 		}
 		files = append(files, tm)
 	}
-	sig := filepath.Join(opts.DataDir, "recovery.signal")
-	if err := os.WriteFile(sig, nil, 0o600); err != nil {
-		return fmt.Errorf("restore: %w", err)
-	}
-	for _, f := range append(files, sig) {
+	for _, f := range files {
 		if err := chown(f); err != nil {
 			return fmt.Errorf("restore: %w", err)
 		}

@@ -375,6 +375,11 @@ func decideNoLeader(v View) Decision {
 			}
 			return decide("switchover target: taking the leader key", act(AcquireLeader), act(Promote))
 		}
+		if v.Self.Diverged {
+			// Its WAL left the cluster's history: promoting it would drop
+			// the writes of the timeline it cannot follow.
+			return decide("no leader: not a failover candidate: diverged from the cluster's history")
+		}
 		if why := ineligible(v, self); why != "" {
 			return decide("no leader: not a failover candidate: " + why)
 		}

@@ -451,6 +451,12 @@ func TestDecide(t *testing.T) {
 			want: []string{"stop", "rewind(b)"},
 		},
 		{
+			name:   "no leader: a diverged replica, however advanced, takes no leader key",
+			v:      plainView(self(RoleReplica, 200, diverged), cluster("", b100, c100)),
+			want:   nil,
+			reason: "diverged",
+		},
+		{
 			name: "diverged member waits for the leader to run before rewinding",
 			v:    plainView(self(RoleStopped, 500, wasPrimary, diverged), cluster("b")),
 			want: nil,

@@ -279,7 +279,7 @@ func TestCluster(t *testing.T) {
 	})
 
 	step("parameters pending restart", func(t *testing.T) {
-		if err := p1.SetParameters(ctx, map[string]string{"shared_buffers": "24MB", "work_mem": "8MB"}); err != nil {
+		if err := p1.SetParameters(ctx, map[string]string{"wal_level": "logical", "fsync": "off", "shared_buffers": "24MB", "work_mem": "8MB"}); err != nil {
 			t.Fatal(err)
 		}
 		waitFor(t, "shared_buffers pending restart", func() (bool, string) {
@@ -328,7 +328,8 @@ func TestCluster(t *testing.T) {
 	})
 
 	step("logical slots carried to the standby", func(t *testing.T) {
-		if err := r1.SetParameters(ctx, map[string]string{"hot_standby_feedback": "on"}); err != nil {
+		if err := r1.SetParameters(ctx, map[string]string{"wal_level": "logical", "fsync": "off", "shared_buffers": "24MB",
+			"work_mem": "8MB", "hot_standby_feedback": "on"}); err != nil {
 			t.Fatal(err)
 		}
 		mustExec(t, p1, "SELECT pg_create_logical_replication_slot('sub1', 'test_decoding')")

@@ -18,17 +18,51 @@ import (
 
 const confHeader = "# Managed by the pgherd agent: edits here are overwritten.\n"
 
+// specMarker starts the comment line of the managed file that lists the
+// parameters the last SetParameters set (the spec's, and what HA needs):
+// the ones a later SetParameters no longer names are removed from the file,
+// so that they fall back to postgresql.conf or PostgreSQL's default.
+const specMarker = "# pgherd spec parameters: "
+
+// agentDecided are the parameters the agent sets itself, never from the
+// spec: SetParameters leaves them alone.
+var agentDecided = []string{"primary_conninfo", "primary_slot_name", "synchronous_standby_names"}
+
 // ManagedParameters reads the agent-managed configuration file. A missing
 // file is an empty set.
 func (i *Instance) ManagedParameters() (map[string]string, error) {
+	params, _, err := i.readManaged()
+	return params, err
+}
+
+// readManaged reads the managed file: its parameters, and the names the
+// last SetParameters set (nil when the file has no specMarker line).
+func (i *Instance) readManaged() (params map[string]string, spec []string, err error) {
 	data, err := os.ReadFile(i.path(ManagedConfFile))
 	if errors.Is(err, fs.ErrNotExist) {
-		return map[string]string{}, nil
+		return map[string]string{}, nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("pg: read managed config: %w", err)
+		return nil, nil, fmt.Errorf("pg: read managed config: %w", err)
 	}
-	return parseConf(data)
+	if params, err = parseConf(data); err != nil {
+		return nil, nil, err
+	}
+	return params, specNames(data), nil
+}
+
+// specNames reads the specMarker line of a managed file; nil without one.
+func specNames(data []byte) []string {
+	for l := range strings.Lines(string(data)) {
+		if rest, ok := strings.CutPrefix(l, specMarker); ok {
+			names := strings.Fields(strings.ReplaceAll(rest, ",", " "))
+			if names == nil {
+				names = []string{}
+			}
+			return names
+		}
+	}
+	return nil
 }
 
 // parseConf reads the subset of postgresql.conf syntax that renderConf
@@ -77,10 +111,14 @@ func quoteConf(s string) string {
 }
 
 // renderConf writes parameters sorted by name, so that the same set always
-// gives the same bytes.
-func renderConf(params map[string]string) []byte {
+// gives the same bytes, after the specMarker line listing spec (sorted)
+// when spec is not nil.
+func renderConf(params map[string]string, spec []string) []byte {
 	var b bytes.Buffer
 	b.WriteString(confHeader)
+	if spec != nil {
+		b.WriteString(specMarker + strings.Join(slices.Sorted(slices.Values(spec)), ",") + "\n")
+	}
 	for _, k := range slices.Sorted(maps.Keys(params)) {
 		fmt.Fprintf(&b, "%s = %s\n", k, quoteConf(params[k]))
 	}
@@ -89,12 +127,20 @@ func renderConf(params map[string]string) []byte {
 
 // updateManaged merges set into the managed file and removes the names in
 // unset; it writes the file (atomically) only when the set of parameters
-// changed or the file is missing, and reports whether it wrote.
+// changed or the file is missing, and reports whether it wrote. The list of
+// spec parameters is kept.
 func (i *Instance) updateManaged(set map[string]string, unset ...string) (bool, error) {
-	cur, err := i.ManagedParameters()
+	cur, spec, err := i.readManaged()
 	if err != nil {
 		return false, err
 	}
+	return i.writeManaged(cur, spec, spec, set, unset...)
+}
+
+// writeManaged writes the managed file holding cur with set merged in and
+// unset removed, listing newSpec as the spec parameters, when that differs
+// from cur and oldSpec or the file is missing.
+func (i *Instance) writeManaged(cur map[string]string, oldSpec, newSpec []string, set map[string]string, unset ...string) (bool, error) {
 	next := maps.Clone(cur)
 	for k, v := range set {
 		next[strings.ToLower(k)] = v
@@ -103,10 +149,10 @@ func (i *Instance) updateManaged(set map[string]string, unset ...string) (bool, 
 		delete(next, strings.ToLower(k))
 	}
 	_, statErr := os.Stat(i.path(ManagedConfFile))
-	if maps.Equal(cur, next) && statErr == nil {
+	if maps.Equal(cur, next) && slices.Equal(oldSpec, newSpec) && (oldSpec == nil) == (newSpec == nil) && statErr == nil {
 		return false, nil
 	}
-	if err := i.writeFile(i.path(ManagedConfFile), renderConf(next)); err != nil {
+	if err := i.writeFile(i.path(ManagedConfFile), renderConf(next, newSpec)); err != nil {
 		return false, err
 	}
 	i.log().Info("managed config written", "set", slices.Sorted(maps.Keys(set)), "unset", unset)
@@ -141,21 +187,15 @@ func (i *Instance) ensureInclude() error {
 	return i.writeFile(p, []byte(strings.Join(keep, "\n")+"\n"))
 }
 
-// SetParameters merges params into the managed configuration (an empty
-// value removes the parameter, so that it falls back to postgresql.conf or
-// the default) and, when postgres is running and the file changed, reloads
-// it. Parameters that need a restart show up in Status.PendingRestart.
+// SetParameters makes params the spec's parameters in the managed
+// configuration and, when postgres is running and the file changed, reloads
+// it. An empty value, and a parameter an earlier SetParameters (or InitDB)
+// set that params no longer names, is removed from the file, so that it
+// falls back to postgresql.conf or PostgreSQL's default; what ALTER SYSTEM
+// set is not touched. Parameters that need a restart show up in
+// Status.PendingRestart.
 func (i *Instance) SetParameters(ctx context.Context, params map[string]string) error {
-	set := map[string]string{}
-	var unset []string
-	for k, v := range params {
-		if v == "" {
-			unset = append(unset, k)
-		} else {
-			set[k] = v
-		}
-	}
-	changed, err := i.updateManaged(set, unset...)
+	changed, err := i.setSpecParameters(params)
 	if err != nil || !changed {
 		return err
 	}
@@ -163,6 +203,45 @@ func (i *Instance) SetParameters(ctx context.Context, params map[string]string) 
 		return nil
 	}
 	return i.Reload(ctx)
+}
+
+// setSpecParameters writes params into the managed file as the spec's
+// parameters (see SetParameters) and reports whether the file changed. A
+// managed file written before the file listed them counts every parameter
+// but the agent's own (agentDecided) as the spec's.
+func (i *Instance) setSpecParameters(params map[string]string) (bool, error) {
+	cur, oldSpec, err := i.readManaged()
+	if err != nil {
+		return false, err
+	}
+	prev := oldSpec
+	if prev == nil {
+		for k := range cur {
+			if !slices.Contains(agentDecided, k) {
+				prev = append(prev, k)
+			}
+		}
+	}
+	set := map[string]string{}
+	newSpec := []string{}
+	var unset []string
+	for k, v := range params {
+		k = strings.ToLower(k)
+		if v == "" {
+			unset = append(unset, k)
+			continue
+		}
+		set[k] = v
+		newSpec = append(newSpec, k)
+	}
+	for _, k := range prev {
+		if _, ok := set[k]; !ok && !slices.Contains(agentDecided, k) {
+			unset = append(unset, k)
+		}
+	}
+	slices.Sort(newSpec)
+	slices.Sort(unset)
+	return i.writeManaged(cur, oldSpec, slices.Compact(newSpec), set, slices.Compact(unset)...)
 }
 
 // SetSynchronousStandbyNames writes synchronous_standby_names to the managed

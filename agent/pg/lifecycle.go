@@ -80,7 +80,7 @@ func (i *Instance) InitDB(ctx context.Context, opts InitOptions) error {
 			return err
 		}
 	}
-	if _, err := i.updateManaged(opts.Parameters); err != nil {
+	if _, err := i.setSpecParameters(opts.Parameters); err != nil {
 		return err
 	}
 	if err := i.ensureInclude(); err != nil {

@@ -31,25 +31,8 @@ type CloneOptions struct {
 // It does not configure or start the standby: call ConfigureStandby and
 // Start next.
 func (i *Instance) Clone(ctx context.Context, from ConnInfo, opts CloneOptions) error {
-	if pid, err := i.postmasterPID(); err != nil || pid != 0 {
-		if err == nil {
-			err = fmt.Errorf("pg: clone into %s: %w", i.DataDir, ErrRunning)
-		}
+	if err := i.clearDataDir("clone into", opts.MoveAside); err != nil {
 		return err
-	}
-	ents, err := os.ReadDir(i.DataDir)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("pg: clone: %w", err)
-	}
-	if len(ents) > 0 {
-		if !opts.MoveAside {
-			return fmt.Errorf("pg: clone into %s: %w", i.DataDir, ErrDataDirNotEmpty)
-		}
-		aside := fmt.Sprintf("%s.pgherd-old-%s", i.DataDir, time.Now().UTC().Format("20060102T150405Z"))
-		if err := os.Rename(i.DataDir, aside); err != nil {
-			return fmt.Errorf("pg: move %s aside: %w", i.DataDir, err)
-		}
-		i.log().Warn("moved the old data directory aside", "datadir", i.DataDir, "to", aside)
 	}
 	if err := i.mkdirOwned(i.DataDir, 0o700); err != nil {
 		return err
@@ -67,6 +50,66 @@ func (i *Instance) Clone(ctx context.Context, from ConnInfo, opts CloneOptions) 
 		return err
 	}
 	i.log().Info("cloned", "from", from.Host, "took", time.Since(t0).Round(time.Millisecond))
+	return nil
+}
+
+// clearDataDir checks that postgres does not run and that the data
+// directory is absent or empty; a non-empty one is renamed to
+// DataDir.pgherd-old-<time> when moveAside (never deleted), else
+// ErrDataDirNotEmpty.
+func (i *Instance) clearDataDir(what string, moveAside bool) error {
+	if pid, err := i.postmasterPID(); err != nil || pid != 0 {
+		if err == nil {
+			err = fmt.Errorf("pg: %s %s: %w", what, i.DataDir, ErrRunning)
+		}
+		return err
+	}
+	ents, err := os.ReadDir(i.DataDir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("pg: %s: %w", what, err)
+	}
+	if len(ents) == 0 {
+		return nil
+	}
+	if !moveAside {
+		return fmt.Errorf("pg: %s %s: %w", what, i.DataDir, ErrDataDirNotEmpty)
+	}
+	aside := fmt.Sprintf("%s.pgherd-old-%s", i.DataDir, time.Now().UTC().Format("20060102T150405Z"))
+	if err := os.Rename(i.DataDir, aside); err != nil {
+		return fmt.Errorf("pg: move %s aside: %w", i.DataDir, err)
+	}
+	i.log().Warn("moved the old data directory aside", "datadir", i.DataDir, "to", aside)
+	return nil
+}
+
+// StagingDir is an empty directory beside the data directory, owned by
+// the instance's user, in which a new data directory is built (a backup
+// restored) before InstallDataDir moves it into place, so that a failed
+// attempt never leaves a half-made data directory behind. What an earlier
+// attempt left there is removed: it was never started.
+func (i *Instance) StagingDir() (string, error) {
+	dir := i.DataDir + ".pgherd-staging"
+	if err := os.RemoveAll(dir); err != nil {
+		return "", fmt.Errorf("pg: staging directory: %w", err)
+	}
+	if err := i.mkdirOwned(dir, 0o700); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+// InstallDataDir makes dir (from StagingDir) the data directory. As for
+// Clone, the data directory must be absent or empty (ErrDataDirNotEmpty)
+// unless moveAside; dir must be on the same file system as the data
+// directory's parent (a data directory that is a mount point cannot be
+// replaced this way).
+func (i *Instance) InstallDataDir(dir string, moveAside bool) error {
+	if err := i.clearDataDir("install into", moveAside); err != nil {
+		return err
+	}
+	if err := os.Rename(dir, i.DataDir); err != nil {
+		return fmt.Errorf("pg: install data directory: %w", err)
+	}
 	return nil
 }
 

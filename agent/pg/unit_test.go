@@ -4,6 +4,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -99,7 +100,7 @@ func TestManagedConfRoundTrip(t *testing.T) {
 		"synchronous_standby_names": `ANY 1 ("db1", "db3")`,
 		"shared_buffers":            "128MB",
 	}
-	got := renderConf(params)
+	got := renderConf(params, []string{"shared_buffers"})
 	golden := filepath.Join("testdata", "managed.conf.golden")
 	if *update {
 		if err := os.WriteFile(golden, got, 0o644); err != nil {
@@ -119,6 +120,12 @@ func TestManagedConfRoundTrip(t *testing.T) {
 	}
 	if diff := cmp.Diff(params, back); diff != "" {
 		t.Errorf("round trip (-want +got):\n%s", diff)
+	}
+	if spec := specNames(got); !slices.Equal(spec, []string{"shared_buffers"}) {
+		t.Errorf("spec names = %q, want [shared_buffers]", spec)
+	}
+	if spec := specNames(renderConf(params, nil)); spec != nil {
+		t.Errorf("spec names without a marker = %q, want nil", spec)
 	}
 }
 

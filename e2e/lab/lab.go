@@ -59,6 +59,12 @@ type Config struct {
 	Dir string
 	// Log receives progress; nil discards it.
 	Log *slog.Logger
+	// DataDisk, when set (a tmpfs size such as "768m"), gives each host a
+	// disk of its own at /data: a tmpfs of that size mounted on the
+	// machine under the state directory and bound into the host, so that
+	// it survives Kill and Start and can be filled up (a disk-full fault).
+	// Down unmounts it.
+	DataDisk string
 }
 
 // Host is one lab host.
@@ -76,6 +82,8 @@ type Lab struct {
 	dir    string
 	hosts  []Host
 	log    *slog.Logger
+	// dataDisk is Config.DataDisk.
+	dataDisk string
 }
 
 // state is lab.json, what Up leaves for Open.
@@ -174,6 +182,8 @@ func newLab(cfg Config) (*Lab, error) {
 		subnet: prefix,
 		dir:    cfg.Dir,
 		log:    cfg.Log.With("lab", cfg.Name),
+
+		dataDisk: cfg.DataDisk,
 	}
 	for i, a := range addrs {
 		n := "node" + strconv.Itoa(i+1)

@@ -77,6 +77,9 @@ func (l *Lab) Down(ctx context.Context) error {
 			return fmt.Errorf("lab %s: remove network: %w", l.name, err)
 		}
 	}
+	if err := l.removeDisks(ctx); err != nil {
+		return fmt.Errorf("lab %s: %w", l.name, err)
+	}
 	for _, p := range []string{l.KnownHostsFile(), l.SpecFile(), l.stateFile()} {
 		if err := removeIfExists(p); err != nil {
 			return fmt.Errorf("lab %s: %w", l.name, err)

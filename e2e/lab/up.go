@@ -245,7 +245,11 @@ func (l *Lab) inspectHost(ctx context.Context, h Host) (state string, connected 
 // runArgs are the docker run arguments of a host: systemd as PID 1 without
 // --privileged (which fails on some engines), fixed name and address.
 func (l *Lab) runArgs(h Host) []string {
-	return []string{"run", "-d",
+	var disk []string
+	if l.dataDisk != "" {
+		disk = []string{"-v", l.diskDir(h) + ":" + DataMount}
+	}
+	return append([]string{"run", "-d",
 		"--name", h.Container,
 		"--hostname", h.Name,
 		"--network", l.network(),
@@ -255,9 +259,8 @@ func (l *Lab) runArgs(h Host) []string {
 		"--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW",
 		"--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
 		"--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-		"--tmpfs", "/run", "--tmpfs", "/run/lock",
-		l.hostImage(), "/sbin/init",
-	}
+		"--tmpfs", "/run", "--tmpfs", "/run/lock"},
+		append(disk, l.hostImage(), "/sbin/init")...)
 }
 
 // ensureContainer makes the host's container run, creating it if missing.
@@ -269,6 +272,11 @@ func (l *Lab) ensureContainer(ctx context.Context, h Host) error {
 	if st != "missing" && !connected {
 		l.log.Info("reconnecting host to the lab network", "host", h.Name)
 		if err := l.Connect(ctx, h.Name); err != nil {
+			return err
+		}
+	}
+	if l.dataDisk != "" && st != "running" {
+		if err := l.ensureDisk(ctx, h); err != nil {
 			return err
 		}
 	}

@@ -2,6 +2,12 @@ package compile
 
 import (
 	"maps"
+	"net"
+	"path"
+	"strconv"
+	"strings"
+
+	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/pgherd/pgherd/agent"
 	"github.com/pgherd/pgherd/modules"
@@ -25,6 +31,13 @@ func archiveParameters(c *spec.Cluster) map[string]string {
 	return params
 }
 
+// Where an sftp repository's private_key and host_key go on the database
+// hosts, beside the agent's configuration.
+var (
+	sftpKeyFile        = path.Join(agentConfigDir, "backup-sftp.key")
+	sftpKnownHostsFile = path.Join(agentConfigDir, "backup-sftp.known_hosts")
+)
+
 // backupConfig is the backup section of the agent's configuration.
 func backupConfig(c *spec.Cluster) *agent.BackupConfig {
 	b := c.Backup
@@ -46,6 +59,12 @@ func backupConfig(c *spec.Cluster) *agent.BackupConfig {
 	case spec.RepoSFTP:
 		cfg.Repository.SFTP = &agent.SFTPRepository{Host: r.Host, Port: r.Port, User: r.User, KeyFile: r.KeyFile,
 			KnownHosts: r.KnownHosts, Root: r.Root}
+		if r.PrivateKey != "" {
+			cfg.Repository.SFTP.KeyFile = sftpKeyFile
+		}
+		if r.HostKey != "" {
+			cfg.Repository.SFTP.KnownHosts = sftpKnownHostsFile
+		}
 	case spec.RepoS3:
 		cfg.Repository.S3 = &agent.S3Repository{Endpoint: r.Endpoint, Region: r.Region, Bucket: r.Bucket, Prefix: r.Prefix,
 			AccessKey: r.AccessKey, SecretKey: r.SecretKey}
@@ -69,8 +88,17 @@ func backupResources(c *spec.Cluster, h spec.Host) []modules.Resource {
 	if r.Type == spec.RepoPath {
 		rs = append(rs, modules.Directory{Path: r.Path, Owner: "postgres", Group: "postgres", Mode: "0750"})
 	}
+	if r.PrivateKey != "" {
+		rs = append(rs, modules.File{Path: sftpKeyFile, Content: strings.TrimRight(r.PrivateKey, "\n") + "\n",
+			Owner: "postgres", Group: "postgres", Mode: "0600", Sensitive: true})
+	}
+	if r.HostKey != "" {
+		addr := knownhosts.Normalize(net.JoinHostPort(r.Host, strconv.Itoa(r.Port)))
+		rs = append(rs, modules.File{Path: sftpKnownHostsFile, Content: addr + " " + r.HostKey + "\n",
+			Owner: "root", Group: "postgres", Mode: "0640"})
+	}
 	if r.Type == spec.RepoPath || h.Name == c.Postgres.Hosts[0] {
-		rs = append(rs, modules.BackupRepository{Cluster: c.Name})
+		rs = append(rs, modules.BackupRepository{Cluster: c.Name, Watch: []string{"file." + agent.ConfigPath}})
 	}
 	enabled := true
 	for _, s := range []struct{ kind, calendar string }{{"full", b.Schedule.Full}, {"incr", b.Schedule.Incremental}} {

@@ -48,9 +48,9 @@ WantedBy=multi-user.target
 `
 
 // clusterPhases are the phases of the HA cluster, in apply order: etcd,
-// PostgreSQL and the agent, the wait for the cluster to come up, HAProxy,
-// keepalived. Within a phase the hosts are worked on in parallel.
-func clusterPhases(m *spec.Model, c *spec.Cluster, keep func(string) bool, bin modules.AgentBinary) ([]engine.Phase, error) {
+// PostgreSQL and the agent, the other hosts detached from the cluster, the
+// wait for the cluster to come up, HAProxy, keepalived. Within a phase the hosts are worked on in parallel.
+func clusterPhases(m *spec.Model, c *spec.Cluster, keep func(string) bool, bin modules.AgentBinary, removeData []string) ([]engine.Phase, error) {
 	host := func(name string) spec.Host {
 		i := slices.IndexFunc(m.Hosts, func(h spec.Host) bool { return h.Name == name })
 		return m.Hosts[i]
@@ -90,9 +90,10 @@ func clusterPhases(m *spec.Model, c *spec.Cluster, keep func(string) bool, bin m
 		if err != nil || h.Name != c.Etcd.Hosts[0] {
 			return rs, err
 		}
-		// One member reads (and converges) the membership of the running
-		// cluster.
-		return append(rs, modules.EtcdMembership{Cluster: sanitize(c.Name), Members: peers,
+		// One member reads the membership of the running cluster and
+		// removes the members the spec no longer has; each member joins
+		// from its own host (etcd_member).
+		return append(rs, modules.EtcdMembership{Cluster: sanitize(c.Name), Members: peers, JoinOnHosts: true,
 			Endpoints: []string{"http://127.0.0.1:" + strconv.Itoa(c.Etcd.ClientPort)}}), nil
 	}
 
@@ -160,9 +161,27 @@ func clusterPhases(m *spec.Model, c *spec.Cluster, keep func(string) bool, bin m
 	for _, mb := range c.Members {
 		members = append(members, mb.Host)
 	}
+	// Scale in: the other hosts of the spec are drained and detached where
+	// the cluster's agent still runs (a no-op elsewhere), before the wait
+	// for the cluster, which then has its new leader.
+	var others, detached []string
+	for _, hn := range c.Postgres.Hosts {
+		others = append(others, hostPort(host(hn).Address, c.HA.APIPort))
+	}
+	for _, h := range m.Hosts {
+		if !slices.Contains(c.Postgres.Hosts, h.Name) {
+			detached = append(detached, h.Name)
+		}
+	}
+	if err := add("detach", detached, func(h spec.Host) ([]modules.Resource, error) {
+		return []modules.Resource{modules.DetachedMember{Cluster: c.Name, Name: h.Name, API: "127.0.0.1:" + strconv.Itoa(c.HA.APIPort),
+			Others: others, DataDir: c.Postgres.DataDir, RemoveData: slices.Contains(removeData, h.Name)}}, nil
+	}); err != nil {
+		return nil, err
+	}
 	// One host waits for the whole cluster.
 	if err := add("cluster", c.Postgres.Hosts[:1], func(h spec.Host) ([]modules.Resource, error) {
-		return []modules.Resource{modules.ClusterReady{Cluster: c.Name, Members: members,
+		return []modules.Resource{modules.ClusterReady{Cluster: c.Name, Members: members, Detached: detached,
 			API: "127.0.0.1:" + strconv.Itoa(c.HA.APIPort)}}, nil
 	}); err != nil {
 		return nil, err

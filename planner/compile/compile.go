@@ -20,6 +20,9 @@ type Options struct {
 	// (modules.NewAgentBinary for the running one); needed only when the
 	// spec has a cluster.
 	AgentBinary modules.AgentBinary
+	// RemoveData names hosts detached from the cluster whose PostgreSQL
+	// data directory is deleted; a detached host keeps it otherwise.
+	RemoveData []string
 }
 
 // Compile builds the program for the hosts of m: first the generic
@@ -29,6 +32,13 @@ func Compile(m *spec.Model, opts Options) (*engine.Program, error) {
 	for _, name := range limit {
 		if !slices.ContainsFunc(m.Hosts, func(h spec.Host) bool { return h.Name == name }) {
 			return nil, fmt.Errorf("-limit names host %q, which the spec does not declare", name)
+		}
+	}
+	for _, name := range opts.RemoveData {
+		if m.Cluster == nil || !slices.ContainsFunc(m.Hosts, func(h spec.Host) bool { return h.Name == name }) ||
+			slices.Contains(m.Cluster.Postgres.Hosts, name) {
+			return nil, fmt.Errorf("-remove-data names %q, which is not a host of the spec outside the cluster's postgres hosts: "+
+				"only the data of a host detached from the cluster can be deleted", name)
 		}
 	}
 	prog := &engine.Program{SpecDigest: spec.Digest(m)}
@@ -43,7 +53,7 @@ func Compile(m *spec.Model, opts Options) (*engine.Program, error) {
 	prog.Phases = append(prog.Phases, phase)
 	if m.Cluster != nil {
 		keep := func(name string) bool { return len(limit) == 0 || slices.Contains(limit, name) }
-		phases, err := clusterPhases(m, m.Cluster, keep, opts.AgentBinary)
+		phases, err := clusterPhases(m, m.Cluster, keep, opts.AgentBinary, opts.RemoveData)
 		if err != nil {
 			return nil, err
 		}

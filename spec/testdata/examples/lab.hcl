@@ -1,4 +1,4 @@
-# pgherd lab "pgherd-lab": 3 hosts on 10.77.0.0/24. Written by `pgherd lab up`.
+# pgherd lab "pgherd-lab": 4 hosts on 10.77.0.0/24. Written by `pgherd lab up`.
 
 ssh {
   user             = "root"
@@ -17,4 +17,8 @@ host "node2" {
 
 host "node3" {
   address = "10.77.0.13"
+}
+
+host "node4" {
+  address = "10.77.0.14"
 }

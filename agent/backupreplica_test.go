@@ -1,0 +1,178 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/pgherd/pgherd/agent/backup"
+)
+
+// TestMain lets PostgreSQL run this test binary as its archive_command and
+// restore_command: with PGHERD_AGENT_WAL_HELPER set to a backup
+// configuration (JSON), the binary is wal-push / wal-fetch for it.
+func TestMain(m *testing.M) {
+	if cfg := os.Getenv("PGHERD_AGENT_WAL_HELPER"); cfg != "" {
+		os.Exit(walHelper(cfg, os.Args[1:]))
+	}
+	os.Exit(m.Run())
+}
+
+func walHelper(cfgJSON string, args []string) int {
+	ctx := context.Background()
+	var b BackupConfig
+	if err := json.Unmarshal([]byte(cfgJSON), &b); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	st, err := b.Open(ctx, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	switch {
+	case len(args) == 2 && args[0] == "wal-push":
+		err = st.WALPush(ctx, args[1], backup.WALPushOptions{})
+	case len(args) == 3 && args[0] == "wal-fetch":
+		err = st.WALFetch(ctx, args[1], args[2], backup.WALFetchOptions{})
+		if errors.Is(err, backup.ErrNotFound) {
+			return 1
+		}
+	default:
+		err = fmt.Errorf("usage: wal-push PATH | wal-fetch NAME DEST; got %q", args)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	return 0
+}
+
+// TestReplicaFromBackup: with create_replica_from_backup, a new member
+// restores the repository's latest backup (not a copy of the primary),
+// replays the archive, and then streams from the primary.
+func TestReplicaFromBackup(t *testing.T) {
+	var bcfg *BackupConfig
+	var helper string
+	c := newTestCluster(t, 2, func(cfg *Config) {
+		if bcfg == nil {
+			// The repository and the helper, in a directory postgres can
+			// reach (the members' base directory is not made yet).
+			dir, err := os.MkdirTemp("", "pgherd-agent-repo-")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.RemoveAll(dir) })
+			os.Chmod(dir, 0o755)
+			repo := filepath.Join(dir, "repo")
+			if err := os.Mkdir(repo, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			chownPostgres(t, repo)
+			self, err := os.Executable()
+			if err != nil {
+				t.Fatal(err)
+			}
+			helper = filepath.Join(dir, "helper")
+			data, err := os.ReadFile(self)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(helper, data, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			bcfg = &BackupConfig{Repository: BackupRepository{Type: RepoPath, Path: repo}, CreateReplicaFromBackup: true}
+			if err := bcfg.Check(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		js, err := json.Marshal(bcfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env := "PGHERD_AGENT_WAL_HELPER='" + string(js) + "' " + helper
+		cfg.Backup = bcfg
+		// The restore runs in this process beside the other agent: a
+		// generous ttl, so that a busy machine does not cost the leader
+		// its lease (not what this test is about).
+		cfg.HA.TTL.Duration = 10 * time.Second
+		cfg.Postgres.Parameters["archive_mode"] = "on"
+		cfg.Postgres.Parameters["archive_command"] = env + " wal-push %p"
+		cfg.Postgres.Parameters["restore_command"] = env + ` wal-fetch %f "%p"`
+	})
+	ctx := t.Context()
+	st, err := bcfg.Init(ctx, slog.New(slog.NewTextHandler(t.Output(), nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Made as root: PostgreSQL's archive_command runs as postgres.
+	if err := filepath.WalkDir(bcfg.Repository.Path, func(p string, _ fs.DirEntry, err error) error {
+		if err == nil {
+			chownPostgres(t, p)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	c.start("node1")
+	if leader := c.waitRoles(90 * time.Second); leader != "node1" {
+		t.Fatalf("leader %s, want node1", leader)
+	}
+	c.exec("node1", "CREATE TABLE t (id int primary key)")
+	c.exec("node1", "INSERT INTO t SELECT generate_series(1, 100)")
+	p := c.members["node1"].cfg.Postgres
+	m, err := st.Backup(ctx, backup.BackupOptions{DataDir: p.DataDir, Type: backup.Full,
+		Conn: fmt.Sprintf("postgres://postgres:su-secret@%s:%d/postgres?sslmode=disable", p.Listen, p.Port)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("backup %s", m.ID)
+	// What only a copy of the primary would carry: a file made after the
+	// backup (pg_basebackup copies unknown files of the data directory).
+	marker := "pgherd-test-after-backup"
+	if err := os.WriteFile(filepath.Join(p.DataDir, marker), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Rows only the archive (replayed) or streaming can bring.
+	c.exec("node1", "INSERT INTO t SELECT generate_series(101, 200)")
+	c.exec("node1", "SELECT pg_switch_wal()")
+
+	c.start("node2")
+	if leader := c.waitRoles(120 * time.Second); leader != "node1" {
+		t.Fatalf("leader %s, want node1", leader)
+	}
+	c.waitCount("node2", 200)
+	dd := c.members["node2"].cfg.Postgres.DataDir
+	if _, err := os.Stat(filepath.Join(dd, marker)); err == nil {
+		t.Fatalf("node2's data directory has %s: it was copied from the primary, not restored", marker)
+	}
+	if _, err := os.Stat(dd + ".pgherd-staging"); err == nil {
+		t.Errorf("the staging directory is left behind")
+	}
+	// And it streams.
+	c.exec("node1", "INSERT INTO t SELECT generate_series(201, 300)")
+	c.waitCount("node2", 300)
+}
+
+func chownPostgres(t *testing.T, path string) {
+	t.Helper()
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	if err := os.Chown(path, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,243 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgherd/pgherd/e2e/lab"
+)
+
+// The repository of examples/ha, on node4, as the SFTP server sees it.
+const (
+	repoHost = "node4"
+	repoRoot = "/srv/pgherd-backup"
+	dataDir  = "/var/lib/postgresql/15/main"
+)
+
+// TestBackupRestore checks backups on the HA cluster TestHA converged (or
+// one it applies now), with examples/ha's SFTP repository on node4: WAL
+// archiving goes on across a switchover (a new timeline), the cluster is
+// restored to a point in time between two known commits on a new lab
+// host, and a member is rebuilt from the repository
+// (create_replica_from_backup) and streams again.
+//
+// It runs after TestHAFailover (files run in name order), so that TestHA
+// applies the cluster from bare hosts.
+func TestBackupRestore(t *testing.T) {
+	dir := haCluster(t)
+	all := hostNames()
+	primary := waitSettled(t, all, 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+
+	// A full backup, from a standby; then rows 1..50 on its timeline.
+	onHost(t, other(all, primary), "runuser -u postgres -- pgherd backup --type full")
+	c := primaryConn(ctx, t, primary)
+	execSQL(ctx, t, c, "DROP TABLE IF EXISTS e2e_pitr",
+		"CREATE TABLE e2e_pitr (id int PRIMARY KEY)",
+		"INSERT INTO e2e_pitr SELECT generate_series(1, 50)")
+	c.Close(context.Background())
+
+	var target string // a time after row 100's commit and before row 101's
+	ok := t.Run("archiving goes on across a switchover", func(t *testing.T) {
+		candidate := other(all, primary)
+		switchover(t, primary, candidate)
+		if primary = waitSettled(t, all, 2*time.Minute); primary != candidate {
+			t.Fatalf("switched over to %s, want %s", primary, candidate)
+		}
+		st, err := memberState(ctx, hostAddr(t, primary))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := primaryConn(ctx, t, primary)
+		defer c.Close(context.Background())
+		execSQL(ctx, t, c, "INSERT INTO e2e_pitr SELECT generate_series(51, 100)")
+		target = queryText(ctx, t, c, `SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'`)
+		execSQL(ctx, t, c, "INSERT INTO e2e_pitr SELECT generate_series(101, 150)")
+		seg := queryText(ctx, t, c, "SELECT pg_walfile_name(pg_current_wal_lsn())")
+		execSQL(ctx, t, c, "SELECT pg_switch_wal()")
+		// The new primary archives: the segment holding the last commit
+		// reaches the repository, on the new timeline.
+		if !strings.HasPrefix(seg, fmt.Sprintf("%08X", st.Timeline)) {
+			t.Fatalf("segment %s is not on the new primary's timeline %d", seg, st.Timeline)
+		}
+		for {
+			last := queryText(ctx, t, c, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")
+			if len(last) == len(seg) && last >= seg {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("%s never archived %s: %s", primary, seg, queryText(context.Background(), t, c, "SELECT pg_stat_archiver::text FROM pg_stat_archiver"))
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+		// The timeline's history file is in the repository.
+		history := fmt.Sprintf("%08X.history-", st.Timeline)
+		if out := onHost(t, repoHost, "ls "+repoRoot+"/wal"); !strings.Contains(out, history) {
+			t.Fatalf("no %s* in the repository's wal/: %s", history, out)
+		}
+	})
+	if !ok {
+		t.FailNow()
+	}
+
+	t.Run("point-in-time restore into a new host", func(t *testing.T) {
+		host := growLab(ctx, t)
+		onHost(t, host, `mkdir -p /etc/postgresql-common && echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.conf &&
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null`)
+		// The new host gets pgherd and the backup section of a member's
+		// configuration, with the repository's key.
+		if out, err := exec.Command("docker", "cp", pgherdBin, hostContainer(t, host)+":/usr/local/bin/pgherd").CombinedOutput(); err != nil {
+			t.Fatalf("docker cp: %v: %s", err, out)
+		}
+		onHost(t, host, "install -d -o root -g postgres -m 0750 /etc/pgherd && install -d -o postgres -g postgres -m 2775 /var/run/postgresql")
+		for _, f := range []string{"agent.json", "backup-sftp.key", "backup-sftp.known_hosts"} {
+			p := "/etc/pgherd/" + f
+			content := onHost(t, primary, "cat "+p)
+			onHost(t, host, fmt.Sprintf("cat > %s <<'EOF'\n%s\nEOF\nchown postgres:postgres %s && chmod 0600 %s", p, content, p, p))
+		}
+		const pitr, port = "/var/lib/postgresql/15/pitr", "5499"
+		out := onHost(t, host, fmt.Sprintf("runuser -u postgres -- pgherd restore --data-dir %s --target-time '%s'", pitr, target))
+		t.Logf("restore on %s:\n%s", host, out)
+		// archive_mode off: a restored copy must never archive into the
+		// cluster's repository (its new timeline would clash with the
+		// cluster's next one).
+		onHost(t, host, fmt.Sprintf(`runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D %s -l %s.log -w -t 300 \
+			-o "-p %s -c archive_mode=off -c listen_addresses=''" start`, pitr, pitr, port))
+		psql := fmt.Sprintf(`runuser -u postgres -- psql -p %s -XAtc `, port)
+		for onHost(t, host, psql+`"select pg_is_in_recovery()"`) != "f" {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("the restored server never promoted: %s", onHost(t, host, "tail -20 "+pitr+".log"))
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+		// Exactly the rows committed before the target: 1..100, across
+		// the switchover's timeline change since the backup.
+		if got := onHost(t, host, psql+`"select count(*), min(id), max(id) from e2e_pitr"`); got != "100|1|100" {
+			t.Errorf("restored to %s: count|min|max = %s, want 100|1|100", target, got)
+		}
+		onHost(t, host, "runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D "+pitr+" -m fast -w stop")
+	})
+
+	t.Run("a member rebuilt from the repository", func(t *testing.T) {
+		// create_replica_from_backup on: the agent restores the latest
+		// backup instead of copying the primary.
+		src, err := os.ReadFile(filepath.Join(dir, "main.hcl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		const anchor = "    compression_level     = 3\n"
+		if !strings.Contains(string(src), anchor) {
+			t.Fatalf("examples/ha/main.hcl no longer contains %q", anchor)
+		}
+		fromBackup := writeSpec(t, map[string]string{
+			"lab.hcl":  labSSH(theLab.KnownHostsFile()),
+			"main.hcl": strings.Replace(string(src), anchor, anchor+"    create_replica_from_backup = true\n", 1),
+		})
+		if r := pgherd(t, fromBackup, "apply", "-auto-approve", "."); r.code != 0 {
+			t.Fatalf("apply with create_replica_from_backup: %s", r)
+		}
+		defer func() {
+			if r := pgherd(t, dir, "apply", "-auto-approve", "."); r.code != 0 {
+				t.Errorf("apply of the example again: %s", r)
+			}
+		}()
+		victim := other(without(all, primary), primary)
+		since := onHost(t, victim, "date -u '+%Y-%m-%d %H:%M:%S'")
+		onHost(t, victim, "systemctl stop pgherd-agent && mv "+dataDir+" "+dataDir+".e2e-lost && systemctl start pgherd-agent")
+		waitSettled(t, all, 3*time.Minute)
+		journal := onHost(t, victim, "journalctl -u pgherd-agent --no-pager -o cat --since '"+since+"'")
+		if !strings.Contains(journal, "replica created from the repository") || strings.Contains(journal, "cloning from the leader instead") {
+			t.Fatalf("%s was not rebuilt from the repository:\n%s", victim, journal)
+		}
+		// It streams: a row committed now shows there.
+		c := primaryConn(ctx, t, primary)
+		execSQL(ctx, t, c, "INSERT INTO e2e_pitr VALUES (151)")
+		c.Close(context.Background())
+		psql := `runuser -u postgres -- psql -XAtc "select count(*) from e2e_pitr"`
+		for onHost(t, victim, psql) != "151" {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("%s has %s rows, want 151", victim, onHost(t, victim, psql))
+			case <-time.After(300 * time.Millisecond):
+			}
+		}
+		onHost(t, victim, "rm -rf "+dataDir+".e2e-lost")
+	})
+}
+
+// primaryConn connects through the VIP's primary port and checks that it
+// reached primary out of recovery (HAProxy follows a switchover within
+// its check interval).
+func primaryConn(ctx context.Context, t *testing.T, primary string) *pgx.Conn {
+	t.Helper()
+	want := hostAddr(t, primary)
+	for {
+		c := pgConnect(ctx, t, haPrimaryPort)
+		var addr string
+		var rec bool
+		err := c.QueryRow(ctx, "SELECT host(inet_server_addr()), pg_is_in_recovery()").Scan(&addr, &rec)
+		if err == nil && addr == want && !rec {
+			return c
+		}
+		c.Close(context.Background())
+		select {
+		case <-ctx.Done():
+			t.Fatalf("port %d never reached the primary %s: got %s, in recovery %v, err %v", haPrimaryPort, primary, addr, rec, err)
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+func execSQL(ctx context.Context, t *testing.T, c *pgx.Conn, sqls ...string) {
+	t.Helper()
+	for _, q := range sqls {
+		if _, err := c.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+}
+
+func queryText(ctx context.Context, t *testing.T, c *pgx.Conn, q string) string {
+	t.Helper()
+	var s string
+	if err := c.QueryRow(ctx, q).Scan(&s); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return s
+}
+
+// growLab adds a host to the lab and returns its name.
+func growLab(ctx context.Context, t *testing.T) string {
+	t.Helper()
+	n := len(theLab.Hosts()) + 1
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	l, err := lab.Up(ctx, lab.Config{Name: labName, Hosts: n, Subnet: labNet + ".0/24", Dir: theLab.Dir(), Log: log})
+	if err != nil {
+		t.Fatalf("growing the lab to %d hosts: %v", n, err)
+	}
+	theLab = l
+	return fmt.Sprintf("node%d", n)
+}
+
+func hostContainer(t *testing.T, name string) string {
+	t.Helper()
+	for _, h := range theLab.Hosts() {
+		if h.Name == name {
+			return h.Container
+		}
+	}
+	t.Fatalf("no host %s", name)
+	return ""
+}
