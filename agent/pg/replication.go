@@ -186,15 +186,32 @@ var rewindKeep = []string{"postgresql.conf", "postgresql.auto.conf", "pg_hba.con
 // histories have not diverged pg_rewind changes nothing ("no rewind
 // required"). Call ConfigureStandby or Demote next: the rewound directory
 // must start as a standby.
-func (i *Instance) Rewind(ctx context.Context, source ConnInfo) error {
+func (i *Instance) Rewind(ctx context.Context, source ConnInfo) (rerr error) {
 	if pid, err := i.postmasterPID(); err != nil || pid != 0 {
 		if err == nil {
 			err = fmt.Errorf("pg: rewind %s: %w", i.DataDir, ErrRunning)
 		}
 		return err
 	}
+	// The signal files go back if the rewind fails: a standby whose
+	// rewind failed (its source went away) must not next start as a
+	// primary.
+	var removed []string
+	defer func() {
+		if rerr == nil {
+			return
+		}
+		for _, f := range removed {
+			if err := i.writeFile(i.path(f), nil); err != nil {
+				rerr = errors.Join(rerr, err)
+			}
+		}
+	}()
 	for _, f := range []string{"standby.signal", "recovery.signal"} {
-		if err := os.Remove(i.path(f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		err := os.Remove(i.path(f))
+		if err == nil {
+			removed = append(removed, f)
+		} else if !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("pg: rewind: %w", err)
 		}
 	}
