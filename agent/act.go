@@ -247,12 +247,10 @@ func (a *Agent) bootstrap(ctx context.Context, v ha.View) error {
 		return err
 	}
 	// The first start of the brand-new cluster keeps the lease, and with
-	// it the initialize claim, alive too: on a slow host it may outlast
-	// the ttl, and a claim lost here leaves an initdb'd directory that
-	// can never join. The new server holds no data yet, and pg_ctl
-	// returns as soon as it accepts connections: the next pass renews or
-	// fences as usual.
-	return a.keepBusy(ctx, v, "bootstrapping", true, func() error { return a.pg.Start(ctx) })
+	// it the initialize claim, alive too (as any start of a primary does,
+	// see renewingWhile): on a slow host it may outlast the ttl, and a
+	// claim lost here leaves an initdb'd directory that can never join.
+	return a.renewingWhile(ctx, a.pg.Start)
 }
 
 // ensureRoles gives the superuser its password, creates the replication
@@ -346,14 +344,11 @@ func (a *Agent) afterPass(ctx context.Context, v ha.View) {
 			a.rolesDone = true
 		}
 	}
-	status := dcs.Status{LastLSN: uint64(a.lastStatus.WriteLSN)}
-	if slots, err := a.pg.LogicalSlots(ctx); err != nil {
-		a.log.Warn("listing logical slots", "err", err)
-	} else {
-		status.Slots = map[string]dcs.LogicalSlot{}
-		for _, s := range slots {
-			status.Slots[s.Name] = dcs.LogicalSlot{Plugin: s.Plugin, Database: s.Database, ConfirmedFlush: uint64(s.ConfirmedFlushLSN)}
-		}
+	// The logical slots as observed at the start of this pass: at most
+	// as advanced as now, the safe side for the replicas' copies.
+	status := dcs.Status{LastLSN: uint64(a.lastStatus.WriteLSN), Slots: map[string]dcs.LogicalSlot{}}
+	for _, s := range a.lastStatus.LogicalSlots {
+		status.Slots[s.Name] = dcs.LogicalSlot{Plugin: s.Plugin, Database: s.Database, ConfirmedFlush: uint64(s.ConfirmedFlushLSN)}
 	}
 	if err := a.dcs.SetStatus(ctx, a.cfg.Name, status); err != nil {
 		a.log.Debug("publishing the status key", "err", err)

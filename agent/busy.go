@@ -14,11 +14,10 @@ import (
 // key with the action as its pending state (so the member does not vanish
 // from the cluster, and the leader keeps its replication slot), and it
 // refreshes the API snapshot (so /liveness answers 200 and /patroni shows
-// the action). With renewLeader it also renews the leader lease: only
-// while bootstrapping (initdb and the first start of the new, empty
-// cluster under the initialize claim), never while a primary with data
-// could accept writes, since the fencing invariant needs the renewals to
-// come from the loop that fences.
+// the action). With renewLeader it also renews the leader lease (as
+// renewingWhile does for a primary's start): only for initdb under the
+// initialize claim, where no write can be accepted at all, and never past
+// the lease's deadline.
 //
 // The loop is blocked in fn meanwhile, so keepBusy's goroutine is the only
 // one using the member lease; it ends before keepBusy returns.
@@ -48,10 +47,12 @@ func (a *Agent) keepBusy(ctx context.Context, v ha.View, state string, renewLead
 
 // heartbeat is one beat of keepBusy.
 func (a *Agent) heartbeat(ctx context.Context, v ha.View, state string, renewLeader bool) {
-	if renewLeader && a.leaderLease != nil {
-		if _, err := a.leaderLease.Renew(ctx); err != nil {
+	if renewLeader && a.leaderLease != nil && time.Now().Before(a.leaderLease.Deadline()) {
+		rctx, cancel := a.untilFence(ctx)
+		if _, err := a.leaderLease.Renew(rctx); err != nil {
 			a.log.Warn(state+": renewing the leader lease", "err", err)
 		}
+		cancel()
 	}
 	if v.DCS != nil {
 		m := a.member(v)

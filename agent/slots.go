@@ -39,12 +39,8 @@ func (a *Agent) syncLogicalSlots(ctx context.Context, v ha.View) {
 	if st == nil || st.Slots == nil {
 		return // a leader that does not publish its slots: leave ours alone
 	}
-	have, err := a.pg.LogicalSlots(ctx)
-	if err != nil {
-		a.log.Warn("logical slots: listing this replica's", "err", err)
-		return
-	}
-	plan := planSlotSync(have, st.Slots)
+	// This replica's slots as observed at the start of the pass.
+	plan := planSlotSync(a.lastStatus.LogicalSlots, st.Slots)
 	for _, d := range plan.drop {
 		a.dropSlotCopy(ctx, d.slot, d.why)
 	}

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // CloneOptions tune Clone.
@@ -184,15 +186,32 @@ var rewindKeep = []string{"postgresql.conf", "postgresql.auto.conf", "pg_hba.con
 // histories have not diverged pg_rewind changes nothing ("no rewind
 // required"). Call ConfigureStandby or Demote next: the rewound directory
 // must start as a standby.
-func (i *Instance) Rewind(ctx context.Context, source ConnInfo) error {
+func (i *Instance) Rewind(ctx context.Context, source ConnInfo) (rerr error) {
 	if pid, err := i.postmasterPID(); err != nil || pid != 0 {
 		if err == nil {
 			err = fmt.Errorf("pg: rewind %s: %w", i.DataDir, ErrRunning)
 		}
 		return err
 	}
+	// The signal files go back if the rewind fails: a standby whose
+	// rewind failed (its source went away) must not next start as a
+	// primary.
+	var removed []string
+	defer func() {
+		if rerr == nil {
+			return
+		}
+		for _, f := range removed {
+			if err := i.writeFile(i.path(f), nil); err != nil {
+				rerr = errors.Join(rerr, err)
+			}
+		}
+	}()
 	for _, f := range []string{"standby.signal", "recovery.signal"} {
-		if err := os.Remove(i.path(f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		err := os.Remove(i.path(f))
+		if err == nil {
+			removed = append(removed, f)
+		} else if !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("pg: rewind: %w", err)
 		}
 	}
@@ -344,13 +363,18 @@ type LogicalSlot struct {
 	Active            bool
 }
 
-// LogicalSlots lists the logical slots of the local server.
+// LogicalSlots lists the logical slots of the local server (Status
+// lists them too, on the connection it already has).
 func (i *Instance) LogicalSlots(ctx context.Context) ([]LogicalSlot, error) {
 	conn, err := i.connect(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	return queryLogicalSlots(ctx, conn)
+}
+
+func queryLogicalSlots(ctx context.Context, conn *pgx.Conn) ([]LogicalSlot, error) {
 	rows, err := conn.Query(ctx, `SELECT slot_name::text, plugin::text, database::text,
 		coalesce(confirmed_flush_lsn, '0/0')::text, active
 		FROM pg_replication_slots WHERE slot_type = 'logical' ORDER BY slot_name`)
@@ -358,7 +382,7 @@ func (i *Instance) LogicalSlots(ctx context.Context) ([]LogicalSlot, error) {
 		return nil, fmt.Errorf("pg: list logical slots: %w", err)
 	}
 	defer rows.Close()
-	var slots []LogicalSlot
+	slots := []LogicalSlot{}
 	for rows.Next() {
 		var s LogicalSlot
 		var lsn string

@@ -87,6 +87,9 @@ type Status struct {
 	PendingRestart   []string
 	SyncStandbyNames string
 	Replicas         []Replica // pg_stat_replication (walsenders)
+	// LogicalSlots are the server's logical replication slots (empty,
+	// not nil, when running without any).
+	LogicalSlots []LogicalSlot
 }
 
 // WALReceiver is a standby's pg_stat_wal_receiver.
@@ -315,7 +318,8 @@ func querySQLStatus(ctx context.Context, conn *pgx.Conn, st *Status) error {
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("pg: pg_stat_replication: %w", err)
 	}
-	return nil
+	st.LogicalSlots, err = queryLogicalSlots(ctx, conn)
+	return err
 }
 
 func deref(s *string) string {
