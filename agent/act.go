@@ -49,11 +49,10 @@ func (a *Agent) do(ctx context.Context, v ha.View, act ha.Action) error {
 	case ha.RestartPostgres:
 		return a.pg.Restart(ctx)
 	case ha.Promote:
-		replayed := v.Self.ReplayedLSN
 		if err := a.renewingWhile(ctx, a.pg.Promote); err != nil {
 			return err
 		}
-		a.recordPromotion(ctx, v, replayed)
+		a.recordPromotion(ctx, v)
 		return nil
 	case ha.StartPostgres:
 		if act.Primary {
@@ -309,14 +308,23 @@ func (a *Agent) writeHBA() error {
 }
 
 // recordPromotion appends the new timeline to the history key, so that a
-// former primary can tell whether it diverged.
-func (a *Agent) recordPromotion(ctx context.Context, v ha.View, switchLSN uint64) {
+// former primary, or a replica that replayed past the switch point, can
+// tell whether it diverged. The switch point is PostgreSQL's own, from the
+// new timeline's history file: the replay position observed before the
+// promotion may fall short of it, and then every replica that replayed the
+// same WAL would look diverged.
+func (a *Agent) recordPromotion(ctx context.Context, v ha.View) {
 	st, err := a.pg.Status(ctx)
 	if err != nil || v.DCS == nil {
 		return
 	}
+	switchLSN, err := a.pg.SwitchPoint(st.TimeLine)
+	if err != nil {
+		a.log.Warn("recording the promotion in the history key", "err", err)
+		return
+	}
 	h := append([]dcs.HistoryEntry(nil), v.DCS.History...)
-	h = append(h, dcs.HistoryEntry{Timeline: st.TimeLine, LSN: switchLSN, Reason: "promoted", Time: time.Now().UTC(), Leader: a.cfg.Name})
+	h = append(h, dcs.HistoryEntry{Timeline: st.TimeLine, LSN: uint64(switchLSN), Reason: "promoted", Time: time.Now().UTC(), Leader: a.cfg.Name})
 	if err := a.dcs.SetHistory(ctx, a.cfg.Name, h, v.DCS.HistoryRevision); err != nil {
 		a.log.Warn("recording the promotion in the history key", "err", err)
 	}
