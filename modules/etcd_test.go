@@ -3,88 +3,16 @@ package modules
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/google/go-cmp/cmp"
-	"github.com/rogpeppe/go-internal/txtar"
 )
-
-// runFixtures is TestFixtures for the resources of this file's domain: the
-// fixtures live one level deeper (testdata/<domain>/<kind>/*.txtar), out of
-// TestFixtures' glob, and newR decodes args.json.
-func runFixtures(t *testing.T, dir string, newR func(args []byte) (Resource, error)) {
-	files, err := filepath.Glob(filepath.Join("testdata", dir, "*.txtar"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no fixtures in testdata/%s: %v", dir, err)
-	}
-	for _, file := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(file), ".txtar"), func(t *testing.T) {
-			ar, err := txtar.ParseFile(file)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sections := map[string][]byte{}
-			for _, f := range ar.Files {
-				sections[f.Name] = f.Data
-			}
-			r, err := newR(sections["args.json"])
-			if err != nil {
-				t.Fatalf("args.json: %v", err)
-			}
-			fact := Fact{Stdout: sections["fact"]}
-			if e, ok := sections["exit"]; ok {
-				if fact.ExitCode, err = strconv.Atoi(strings.TrimSpace(string(e))); err != nil {
-					t.Fatalf("exit: %v", err)
-				}
-			}
-			got := render(r, fact, sections)
-			if *update {
-				replaced := false
-				for i := range ar.Files {
-					if ar.Files[i].Name == "want" {
-						ar.Files[i].Data, replaced = []byte(got), true
-					}
-				}
-				if !replaced {
-					ar.Files = append(ar.Files, txtar.File{Name: "want", Data: []byte(got)})
-				}
-				if err := os.WriteFile(file, txtar.Format(ar), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if d := cmp.Diff(string(sections["want"]), got); d != "" {
-				t.Errorf("%s mismatch (-want +got), run go test -update:\n%s", file, d)
-			}
-		})
-	}
-}
-
-func decodeStrict[T any](args []byte) (T, error) {
-	var v T
-	dec := json.NewDecoder(bytes.NewReader(args))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(&v)
-	return v, err
-}
-
-func TestEtcdMembershipFixtures(t *testing.T) {
-	runFixtures(t, "etcd/membership", func(args []byte) (Resource, error) { return decodeStrict[EtcdMembership](args) })
-}
-
-func TestEtcdMemberFixtures(t *testing.T) {
-	runFixtures(t, "etcd/member", func(args []byte) (Resource, error) { return decodeStrict[EtcdMember](args) })
-}
 
 var etcdMembers = []EtcdPeer{
 	{Name: "db1", PeerURL: "http://10.77.0.11:2380"},

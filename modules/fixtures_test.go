@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -21,61 +22,46 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the want sections of testdata/*/*.txtar")
 
-// newResource returns a pointer to decode a kind's args into.
-func newResource(kind string) (any, error) {
-	switch kind {
-	case "packages":
-		return &Packages{}, nil
-	case "file":
-		return &File{}, nil
-	case "directory":
-		return &Directory{}, nil
-	case "group":
-		return &Group{}, nil
-	case "user":
-		return &User{}, nil
-	case "service":
-		return &Service{}, nil
-	case "sysctl":
-		return &Sysctl{}, nil
-	case "postgres_adopt":
-		return &PostgresAdopt{}, nil
-	case "postgres_roll":
-		return &PostgresRoll{}, nil
-	}
-	return nil, fmt.Errorf("unknown kind %q", kind)
+// fixtureKinds maps each fixture directory under testdata to the decoder of
+// its args.json: every resource kind with fixtures is listed here once.
+var fixtureKinds = map[string]func(args []byte) (Resource, error){
+	"packages":           decoder[Packages],
+	"file":               decoder[File],
+	"directory":          decoder[Directory],
+	"group":              decoder[Group],
+	"user":               decoder[User],
+	"service":            decoder[Service],
+	"sysctl":             decoder[Sysctl],
+	"postgres_adopt":     decoder[PostgresAdopt],
+	"postgres_roll":      decoder[PostgresRoll],
+	"detach":             decoder[DetachedMember],
+	"etcd/membership":    decoder[EtcdMembership],
+	"etcd/member":        decoder[EtcdMember],
+	"postgres/unit_mask": decoder[UnitMask],
 }
 
-func deref(p any) Resource {
-	switch r := p.(type) {
-	case *Packages:
-		return *r
-	case *File:
-		return *r
-	case *Directory:
-		return *r
-	case *Group:
-		return *r
-	case *User:
-		return *r
-	case *Service:
-		return *r
-	case *Sysctl:
-		return *r
-	case *PostgresAdopt:
-		return *r
-	case *PostgresRoll:
-		return *r
-	}
-	panic(fmt.Sprintf("unknown resource %T", p))
+// decoder decodes args.json into a T, refusing unknown fields.
+func decoder[T Resource](args []byte) (Resource, error) {
+	var v T
+	dec := json.NewDecoder(bytes.NewReader(args))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(&v)
+	return v, err
 }
 
 // TestFixtures feeds each testdata/<kind>/<case>.txtar's "fact" (and
 // optional "exit") to the resource made from "args.json" and compares the
 // probe, change and steps with the "want" section. An optional "notify"
-// section lists changed addresses to pass to Notify as well.
+// section lists changed addresses to pass to Notify as well; an optional
+// "fail-once" section makes the first matching command fail.
 func TestFixtures(t *testing.T) {
-	files, err := filepath.Glob("testdata/*/*.txtar")
+	var files []string
+	err := filepath.WalkDir("testdata", func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".txtar") {
+			files = append(files, path)
+		}
+		return err
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,9 +69,12 @@ func TestFixtures(t *testing.T) {
 		t.Fatal("no fixtures")
 	}
 	for _, file := range files {
-		kind := filepath.Base(filepath.Dir(file))
-		name := kind + "/" + strings.TrimSuffix(filepath.Base(file), ".txtar")
-		t.Run(name, func(t *testing.T) {
+		kind := filepath.ToSlash(strings.TrimPrefix(filepath.Dir(file), "testdata"+string(filepath.Separator)))
+		t.Run(kind+"/"+strings.TrimSuffix(filepath.Base(file), ".txtar"), func(t *testing.T) {
+			newR, ok := fixtureKinds[kind]
+			if !ok {
+				t.Fatalf("no decoder for fixtures of kind %q: add it to fixtureKinds", kind)
+			}
 			ar, err := txtar.ParseFile(file)
 			if err != nil {
 				t.Fatal(err)
@@ -94,16 +83,10 @@ func TestFixtures(t *testing.T) {
 			for _, f := range ar.Files {
 				sections[f.Name] = f.Data
 			}
-			p, err := newResource(kind)
+			r, err := newR(sections["args.json"])
 			if err != nil {
-				t.Fatal(err)
-			}
-			dec := json.NewDecoder(bytes.NewReader(sections["args.json"]))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(p); err != nil {
 				t.Fatalf("args.json: %v", err)
 			}
-			r := deref(p)
 			fact := Fact{Stdout: sections["fact"]}
 			if e, ok := sections["exit"]; ok {
 				if fact.ExitCode, err = strconv.Atoi(strings.TrimSpace(string(e))); err != nil {
@@ -115,8 +98,7 @@ func TestFixtures(t *testing.T) {
 				replaced := false
 				for i := range ar.Files {
 					if ar.Files[i].Name == "want" {
-						ar.Files[i].Data = []byte(got)
-						replaced = true
+						ar.Files[i].Data, replaced = []byte(got), true
 					}
 				}
 				if !replaced {

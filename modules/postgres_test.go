@@ -135,10 +135,6 @@ func TestPostgresHostResources(t *testing.T) {
 	}
 }
 
-func TestUnitMaskFixtures(t *testing.T) {
-	runFixtures(t, "postgres/unit_mask", func(args []byte) (Resource, error) { return decodeStrict[UnitMask](args) })
-}
-
 // pgServer is a throwaway PostgreSQL 15 server run as the postgres user on
 // a Unix socket in its own directory.
 type pgServer struct {
