@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // LSN is a WAL position (pg_lsn).
@@ -143,8 +144,51 @@ func (i *Instance) Status(ctx context.Context) (Status, error) {
 	if err := querySQLStatus(ctx, conn, &st); err != nil {
 		return st, err
 	}
+	// A standby that is not streaming shows no received_tli, and its last
+	// restartpoint's timeline may be older than the one it replays: a
+	// replica that followed a promotion would look as if it had replayed
+	// its old timeline past the switch point, that is, diverged.
+	if st.InRecovery && (st.WALReceiver == nil || st.WALReceiver.Status != "streaming") {
+		// Without it the timeline stays the restartpoint's: the safe side
+		// (a diverged-looking replica is rewound, never promoted).
+		if tli, err := i.replayTimeline(cctx); err != nil {
+			i.log().Warn("reading the replayed timeline", "err", err)
+		} else {
+			st.TimeLine = max(st.TimeLine, tli)
+		}
+	}
 	st.State = StateRunning
 	return st, nil
+}
+
+// replayTimeline is the timeline a standby replays, as IDENTIFY_SYSTEM
+// reports it on a replication connection to it (SQL shows it only while a
+// WAL receiver streams). The connection is a logical-replication one so
+// that pg_hba's database lines, not its replication lines, admit the
+// agent's local superuser.
+func (i *Instance) replayTimeline(ctx context.Context) (uint32, error) {
+	cfg, err := pgconn.ParseConfig(i.local().sql().String())
+	if err != nil {
+		return 0, fmt.Errorf("pg: parse local conninfo: %w", err)
+	}
+	cfg.RuntimeParams["replication"] = "database"
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return 0, fmt.Errorf("pg: replication connection for IDENTIFY_SYSTEM: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	res, err := conn.Exec(ctx, "IDENTIFY_SYSTEM").ReadAll()
+	if err != nil {
+		return 0, fmt.Errorf("pg: IDENTIFY_SYSTEM: %w", err)
+	}
+	if len(res) != 1 || len(res[0].Rows) != 1 || len(res[0].Rows[0]) < 2 {
+		return 0, fmt.Errorf("pg: IDENTIFY_SYSTEM: unexpected result")
+	}
+	tli, err := strconv.ParseUint(string(res[0].Rows[0][1]), 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("pg: IDENTIFY_SYSTEM: timeline %q: %w", res[0].Rows[0][1], err)
+	}
+	return uint32(tli), nil
 }
 
 // stoppedStatus reads pg_controldata.
