@@ -34,6 +34,9 @@ type Agent struct {
 	lastConfig  dcs.Config
 	lastState   *dcs.ClusterState
 	lastStatus  pg.Status
+	// lastIncomplete is the unfinished operation last seen to have left
+	// the data directory unusable (logged once).
+	lastIncomplete string
 	rolesDone   bool
 	lastDecided string
 	// slotCopyFailed is when copying logical slots from the leader last

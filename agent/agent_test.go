@@ -2,7 +2,9 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -353,6 +355,41 @@ func TestAgentLifecycle(t *testing.T) {
 		t.Logf("handover to %s after %s", leader, time.Since(start).Round(100*time.Millisecond))
 		if n := c.count(leader); n != 300 {
 			t.Fatalf("new primary has %d rows, want 300", n)
+		}
+	})
+
+	t.Run("a data directory left midway by pg_rewind is reinitialized, never started", func(t *testing.T) {
+		var r string
+		for _, n := range c.others(leader) {
+			if c.members[n].agent != nil {
+				r = n
+			}
+		}
+		if r == "" {
+			t.Fatal("no running replica")
+		}
+		// As if the host died while pg_rewind rewrote the directory:
+		// the marker stays behind, and the control file is gone.
+		c.kill(r)
+		dataDir := c.members[r].cfg.Postgres.DataDir
+		if err := os.WriteFile(dataDir+".pgherd-incomplete", []byte("pg_rewind\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(filepath.Join(dataDir, "global", "pg_control"), filepath.Join(c.base, r+"-pg_control")); err != nil {
+			t.Fatal(err)
+		}
+		c.exec(leader, "INSERT INTO t SELECT generate_series(301, 400)")
+		c.start(r)
+		if got := c.waitRoles(90 * time.Second); got != leader {
+			t.Fatalf("leader changed to %s", got)
+		}
+		c.waitCount(r, 400)
+		if _, err := os.Stat(dataDir + ".pgherd-incomplete"); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("the marker is still there after the reinitialization: %v", err)
+		}
+		aside, _ := filepath.Glob(dataDir + ".pgherd-old-*")
+		if len(aside) != 1 {
+			t.Errorf("the unusable directory was not moved aside: %v", aside)
 		}
 	})
 }

@@ -139,6 +139,16 @@ func (a *Agent) self(st pg.Status, cs *dcs.ClusterState, now time.Duration) ha.S
 		}
 	case pg.StateStopped:
 		s.DataDir = true
+		if st.Incomplete != "" {
+			// Starting a half-rewritten directory, as a primary above
+			// all, would lose the cluster's history.
+			s.Unstartable = true
+			if a.lastIncomplete != st.Incomplete {
+				a.log.Warn("the data directory was left unusable by an unfinished operation: it will not be started, only reinitialized from a running leader",
+					"operation", st.Incomplete)
+			}
+		}
+		a.lastIncomplete = st.Incomplete
 		s.WrittenLSN = uint64(st.CheckpointLSN)
 		switch st.ClusterState {
 		case "shut down":

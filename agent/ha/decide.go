@@ -171,6 +171,8 @@ func decideInit(v View, leader *dcs.LeaderKey, leaderIsMe bool) (Decision, bool)
 				act(RenewLeader), Action{Kind: SetInitialize, Value: v.Self.SystemID, Revision: v.DCS.InitializeRevision}), true
 		case v.Self.Role == RolePrimary && leader == nil:
 			return decide("bootstrapped: taking the leader key", act(AcquireLeader)), true
+		case v.Self.Unstartable:
+			return decide("bootstrapped, but the data directory is unusable: not starting it"), true
 		case v.Self.Role == RoleStopped || v.Self.Role == RoleCrashed:
 			return decide("bootstrapped: starting the new cluster", lead, Action{Kind: StartPostgres, Primary: true}), true
 		}
@@ -329,6 +331,14 @@ func decideFollower(v View, leader string) Decision {
 	switch {
 	case v.Self.Role == RolePrimary:
 		return decide(leader+" holds the leader key: fencing this primary", act(Fence))
+	case v.Self.Unstartable && v.Self.Role != RoleReplica:
+		// What is there cannot be started (an interrupted pg_rewind or
+		// clone): only a new copy of the leader's helps. Reinitializing
+		// moves the directory aside, it never deletes it.
+		if !leaderUp {
+			return decide("data directory unusable: waiting for leader " + leader + " to be running to reinitialize from it")
+		}
+		return decide("data directory unusable: reinitializing from "+leader, actTo(Reinitialize, leader))
 	case v.Self.Diverged:
 		var acts []Action
 		if v.Self.Role == RoleReplica {
@@ -415,6 +425,9 @@ func decideNoLeader(v View) Decision {
 			}
 			return decide("no leader and no eligible replica: former primary restarting as primary",
 				act(AcquireLeader), Action{Kind: StartPostgres, Primary: true})
+		}
+		if v.Self.Unstartable {
+			return decide("no leader, and the data directory is unusable: waiting for a leader to reinitialize from")
 		}
 		return decide("no leader: starting as a replica", Action{Kind: StartPostgres})
 	}

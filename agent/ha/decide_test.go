@@ -105,6 +105,7 @@ func TestDecide(t *testing.T) {
 	aPrimary := mem("a", RolePrimary, 500)
 	wasPrimary := func(s *Self) { s.WasPrimary = true }
 	diverged := func(s *Self) { s.Diverged = true }
+	unstartable := func(s *Self) { s.Unstartable = true }
 
 	tests := []struct {
 		name   string
@@ -493,6 +494,30 @@ func TestDecide(t *testing.T) {
 			v:      plainView(self(RoleReplica, 200, diverged), cluster("", b100, c100)),
 			want:   nil,
 			reason: "diverged",
+		},
+		{
+			name:   "data directory left unusable by an interrupted rewind: reinitialize from the running leader",
+			v:      plainView(self(RoleStopped, 500, wasPrimary, diverged, unstartable), cluster("b", bPrimary)),
+			want:   []string{"reinitialize(b)"},
+			reason: "unusable",
+		},
+		{
+			name:   "unusable data directory, the leader not running: wait, never start",
+			v:      plainView(self(RoleCrashed, 500, unstartable), cluster("b")),
+			want:   nil,
+			reason: "waiting for leader b",
+		},
+		{
+			name:   "no leader, unusable former primary's data directory: no leader key, no start",
+			v:      plainView(self(RoleStopped, 900, wasPrimary, unstartable), cluster("", b100, c100)),
+			want:   nil,
+			reason: "cannot resume",
+		},
+		{
+			name:   "no leader, unusable replica's data directory: no start",
+			v:      plainView(self(RoleStopped, 900, unstartable), cluster("", b100)),
+			want:   nil,
+			reason: "unusable",
 		},
 		{
 			name: "diverged member waits for the leader to run before rewinding",

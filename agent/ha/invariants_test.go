@@ -92,6 +92,13 @@ func TestDecideInvariants(t *testing.T) {
 				fail("released the leader key while still primary")
 			}
 		}
+		if v.Self.Unstartable && v.Self.DataDir && v.Self.Role != RolePrimary && v.Self.Role != RoleReplica {
+			for _, k := range kinds {
+				if k == StartPostgres || k == AcquireLeader || k == Promote || k == Bootstrap {
+					fail("started or led from an unusable data directory")
+				}
+			}
+		}
 		if d.Reason == "" {
 			fail("empty reason")
 		}

@@ -62,8 +62,10 @@ type Self struct {
 	// DownSince is the monotonic instant the loop first saw PostgreSQL
 	// not running (0 while running).
 	DownSince time.Duration
-	// Unstartable: the loop knows a local start cannot succeed (missing
-	// binaries, corrupt data directory…).
+	// Unstartable: the loop knows a local start must not be tried: an
+	// operation that rewrites the data directory in place (pg_rewind, a
+	// clone) stopped midway. It is never started, never a candidate, and
+	// is reinitialized from a running leader.
 	Unstartable bool
 	// ShuttingDown: the agent is stopping cleanly (SIGTERM).
 	ShuttingDown bool

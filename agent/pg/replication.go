@@ -1,6 +1,7 @@
 package pg
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -44,9 +45,15 @@ func (i *Instance) Clone(ctx context.Context, from ConnInfo, opts CloneOptions) 
 			args = append(args, "-C")
 		}
 	}
+	if err := i.beginIncomplete("pg_basebackup"); err != nil {
+		return err
+	}
 	t0 := time.Now()
 	i.log().Info("cloning", "from", from.Redacted(), "slot", opts.Slot)
 	if _, err := i.run(ctx, "pg_basebackup", args...); err != nil {
+		return err
+	}
+	if err := i.endIncomplete(); err != nil {
 		return err
 	}
 	i.log().Info("cloned", "from", from.Host, "took", time.Since(t0).Round(time.Millisecond))
@@ -227,6 +234,9 @@ func (i *Instance) Rewind(ctx context.Context, source ConnInfo) (rerr error) {
 	if err := i.checkpointSource(ctx, source); err != nil {
 		return err
 	}
+	if err := i.beginIncomplete("pg_rewind"); err != nil {
+		return err
+	}
 	t0 := time.Now()
 	out, rerr := i.run(ctx, "pg_rewind", "-D", i.DataDir, "--source-server", source.sql().String())
 	for f, data := range saved {
@@ -235,10 +245,26 @@ func (i *Instance) Rewind(ctx context.Context, source ConnInfo) (rerr error) {
 		}
 	}
 	if rerr != nil {
+		if !rewindStarted(out) {
+			// It failed before it changed a file: the directory is as
+			// it was, and a later rewind may still succeed.
+			return errors.Join(rerr, i.endIncomplete())
+		}
 		return rerr
+	}
+	if err := i.endIncomplete(); err != nil {
+		return err
 	}
 	i.log().Info("rewound", "source", source.Host, "took", time.Since(t0).Round(time.Millisecond), "output", tail(string(out), 3))
 	return nil
+}
+
+// rewindStarted tells whether a failed pg_rewind got as far as changing the
+// target: it reports where it rewinds from just before it starts to.
+// Anything else (the source unreachable, the target not shut down
+// cleanly, no rewind needed) leaves the target as it was.
+func rewindStarted(out []byte) bool {
+	return bytes.Contains(out, []byte("rewinding from last common checkpoint"))
 }
 
 // checkpointSource makes sure a primary source's pg_control shows its

@@ -55,6 +55,10 @@ type Status struct {
 	PID   int // postmaster pid; 0 when stopped
 	// ConnError is why a running postmaster did not answer (StateStarting).
 	ConnError string
+	// Incomplete names the operation (pg_rewind, pg_basebackup) that
+	// stopped midway through rewriting the data directory: it must not be
+	// started. Set only while stopped; nothing else is filled then.
+	Incomplete string
 
 	// Filled from pg_control: always by SQL when running, by pg_controldata
 	// when stopped.
@@ -122,12 +126,20 @@ func (i *Instance) Status(ctx context.Context) (Status, error) {
 	if err != nil {
 		return st, err
 	}
+	if st.PID, err = i.postmasterPID(); err != nil {
+		return st, err
+	}
+	if st.PID == 0 {
+		// What an unfinished rewrite left is neither empty nor a
+		// cluster, whatever its files say.
+		if st.Incomplete, err = i.Incomplete(); err != nil || st.Incomplete != "" {
+			st.State = StateStopped
+			return st, err
+		}
+	}
 	if !ok {
 		st.State = StateUninitialized
 		return st, nil
-	}
-	if st.PID, err = i.postmasterPID(); err != nil {
-		return st, err
 	}
 	if st.PID == 0 {
 		return i.stoppedStatus(ctx)
