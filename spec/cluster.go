@@ -425,6 +425,7 @@ func (l *loader) decodeHA(c *decoded, cl *Cluster, ports *portUses) HA {
 	d, _ := l.one(c, "ha")
 	h := HA{
 		TTL: d.duration("ttl"), LoopWait: d.duration("loop_wait"), RetryTimeout: d.duration("retry_timeout"),
+		SwitchoverTimeout: d.duration("switchover_timeout"),
 		SynchronousMode: SyncMode(d.str("synchronous_mode")), SynchronousNodeCount: d.integer("synchronous_node_count"),
 		SynchronousQuorum: d.boolean("synchronous_quorum"), APIPort: d.integer("api_port"),
 		APIToken: l.password(d, "api_token", "api_token"), Pause: d.boolean("pause"), Range: d.defRange(),
@@ -452,6 +453,10 @@ func (l *loader) decodeHA(c *decoded, cl *Cluster, ports *portUses) HA {
 			l.warnf(d.rng("ttl"), "TTL shorter than etcd allows",
 				"etcd grants no lease shorter than %s with an election_timeout of %s: the leader lease will last %s, not %s.", minTTL, e.ElectionTimeout, minTTL, h.TTL)
 		}
+	}
+	if d.good("switchover_timeout") && h.SwitchoverTimeout < time.Second {
+		l.errorf(d.rng("switchover_timeout"), "Switchover timeout too short",
+			"The switchover_timeout (%s) must be at least 1s: the target needs time to replay what the old primary wrote last.", h.SwitchoverTimeout)
 	}
 	if d.good("synchronous_node_count") {
 		n := len(cl.Postgres.Hosts)

@@ -123,6 +123,8 @@ var clusterSchema = Block{
 					Description: "`on` makes commits wait for synchronous replicas while there are some; `strict` also when there are none (writes stop)."},
 				{Name: "synchronous_node_count", Type: cty.Number, Default: cty.NumberIntVal(1), Description: "How many synchronous replicas; fewer than the PostgreSQL hosts."},
 				{Name: "synchronous_quorum", Type: cty.Bool, Default: cty.False, Description: "Wait for `ANY n` of the replicas instead of the `FIRST n`."},
+				{Name: "switchover_timeout", Type: cty.String, Kind: KindDuration, Default: cty.StringVal("30s"),
+					Description: "How long a switchover waits for its target to replay everything the old primary wrote; past it the switchover is abandoned and the old primary resumes (the outcome is in `pgherd status` and the `switchover_result` key)."},
 				{Name: "api_port", Type: cty.Number, Kind: KindPort, Default: cty.NumberIntVal(8008), Description: "The port of the agent's REST API (HAProxy checks it)."},
 				passwordAttr("api_token", "The bearer token the REST API's write verbs (switchover, restart, reload, pause) require; they are refused when unset.", false),
 				{Name: "pause", Type: cty.Bool, Default: cty.False, Description: "Maintenance mode: the agents take no automatic action."},

@@ -274,6 +274,7 @@ type HA struct {
 	TTL                  time.Duration
 	LoopWait             time.Duration
 	RetryTimeout         time.Duration
+	SwitchoverTimeout    time.Duration
 	MaximumLagOnFailover int64 // bytes
 	SynchronousMode      SyncMode
 	SynchronousNodeCount int

@@ -339,6 +339,7 @@ func agentConfig(m *spec.Model, c *spec.Cluster, h spec.Host, endpoints []string
 	cfg.HA.TTL.Duration = c.HA.TTL
 	cfg.HA.LoopWait.Duration = c.HA.LoopWait
 	cfg.HA.RetryTimeout.Duration = c.HA.RetryTimeout
+	cfg.HA.SwitchoverTimeout.Duration = c.HA.SwitchoverTimeout
 	cfg.HA.MaximumLagOnFailover = c.HA.MaximumLagOnFailover
 	cfg.HA.SynchronousMode = string(c.HA.SynchronousMode)
 	cfg.HA.SynchronousNodeCount = c.HA.SynchronousNodeCount

@@ -19,6 +19,7 @@ cluster "main" {
     api_port      = 70000 # ERROR: must be a port number
     api_token     = var.db_password
     synchronous_node_count = 0 # ERROR: must be at least 1
+    switchover_timeout = "500ms" # ERROR: must be at least 1s
   }
 
   etcd {
