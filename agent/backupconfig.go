@@ -49,6 +49,10 @@ type BackupConfig struct {
 	// segments PostgreSQL marked ready) and wal-fetch prefetch; it must be
 	// local and private to this host.
 	SpoolDir string `json:"spool_dir,omitempty"`
+	// KeyCacheDir keeps the key derived from EncryptionPassphrase for the
+	// next wal-push and wal-fetch (backup.Options.KeyCacheDir); default
+	// <run_dir>/backup-keys.
+	KeyCacheDir string `json:"key_cache_dir,omitempty"`
 	// Prefetch is how many segments wal-fetch keeps ready in SpoolDir
 	// (default 8 when SpoolDir is set).
 	Prefetch  int             `json:"prefetch,omitempty"`
@@ -222,7 +226,7 @@ func (b *BackupConfig) NewRepository(ctx context.Context) (backup.Repository, er
 
 // StoreOptions are the options Open and Init give the store.
 func (b *BackupConfig) StoreOptions(log *slog.Logger) backup.Options {
-	return backup.Options{Passphrase: b.EncryptionPassphrase, Level: b.CompressionLevel, Log: log}
+	return backup.Options{Passphrase: b.EncryptionPassphrase, Level: b.CompressionLevel, KeyCacheDir: b.KeyCacheDir, Log: log}
 }
 
 // Open connects to the repository and opens its store (backup.ErrNoConfig

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"github.com/pgherd/pgherd/agent/pg"
 	"os"
+	"path/filepath"
 	"time"
 )
 
@@ -151,6 +152,9 @@ func (c *Config) check() error {
 	}
 	if c.RunDir == "" {
 		c.RunDir = "/run/pgherd"
+	}
+	if c.Backup != nil && c.Backup.KeyCacheDir == "" {
+		c.Backup.KeyCacheDir = filepath.Join(c.RunDir, "backup-keys")
 	}
 	if c.API.Listen == "" {
 		c.API.Listen = ":8008"

@@ -130,6 +130,45 @@ func TestOpenKeys(t *testing.T) {
 	}
 }
 
+// TestKeyCache: a cached key opens the store like the passphrase does; a
+// wrong passphrase misses the cache and fails; the cache file is private;
+// a tampered cache is ignored, not trusted.
+func TestKeyCache(t *testing.T) {
+	ctx := t.Context()
+	st, repo := newTestStore(t, "right")
+	dir := filepath.Join(t.TempDir(), "keys")
+	for i := range 2 {
+		got, err := Open(ctx, repo, Options{Passphrase: "right", KeyCacheDir: dir})
+		if err != nil {
+			t.Fatalf("open %d: %v", i, err)
+		}
+		if !bytes.Equal(got.dataKey, st.dataKey) {
+			t.Fatalf("open %d: a different data key", i)
+		}
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "kek-*"))
+	if len(files) != 1 {
+		t.Fatalf("cache files: %v", files)
+	}
+	for path, want := range map[string]os.FileMode{dir: 0o700, files[0]: 0o600} {
+		if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %v (%v), want %v", path, fi.Mode().Perm(), err, want)
+		}
+	}
+	if _, err := Open(ctx, repo, Options{Passphrase: "wrong", KeyCacheDir: dir}); !errors.Is(err, ErrWrongKey) {
+		t.Fatalf("wrong passphrase with a cached key: %v, want ErrWrongKey", err)
+	}
+	b, _ := os.ReadFile(files[0])
+	b[0] ^= 1
+	if err := os.WriteFile(files[0], b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Open(ctx, repo, Options{Passphrase: "right", KeyCacheDir: dir})
+	if err != nil || !bytes.Equal(got.dataKey, st.dataKey) {
+		t.Fatalf("open with a tampered cache: %v", err)
+	}
+}
+
 // TestPlainObjectsAreZstd: unencrypted objects decompress with zstd(1).
 func TestPlainObjectsAreZstd(t *testing.T) {
 	zstdBin, err := exec.LookPath("zstd")

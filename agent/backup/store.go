@@ -65,7 +65,11 @@ type Options struct {
 	Level int
 	// ScryptN is scrypt's cost at Init (default 32768).
 	ScryptN int
-	Log     *slog.Logger
+	// KeyCacheDir, when set, keeps the key-encryption key derived from
+	// the passphrase in a 0600 file there, so that the next Open (every
+	// wal-push and wal-fetch is one) skips scrypt (see keycache.go).
+	KeyCacheDir string
+	Log         *slog.Logger
 }
 
 // Store is an opened repository: a Repository plus its configuration and
@@ -169,9 +173,11 @@ func Open(ctx context.Context, repo Repository, opts Options) (*Store, error) {
 		if ec.Cipher != "aes-256-gcm" || ec.KDF != "scrypt" || len(ec.WrappedKey) < 12+tagLen || ec.ChunkSize <= 0 {
 			return nil, fmt.Errorf("backup: open: unsupported encryption settings %s/%s", ec.Cipher, ec.KDF)
 		}
-		kek, err := scrypt.Key([]byte(opts.Passphrase), ec.Salt, ec.N, ec.R, ec.P, 32)
-		if err != nil {
-			return nil, fmt.Errorf("backup: open: kdf: %w", err)
+		kek, cached := cachedKEK(opts.KeyCacheDir, ec, opts.Passphrase)
+		if !cached {
+			if kek, err = scrypt.Key([]byte(opts.Passphrase), ec.Salt, ec.N, ec.R, ec.P, 32); err != nil {
+				return nil, fmt.Errorf("backup: open: kdf: %w", err)
+			}
 		}
 		gcm, err := newGCM(kek)
 		if err != nil {
@@ -180,6 +186,11 @@ func Open(ctx context.Context, repo Repository, opts Options) (*Store, error) {
 		s.dataKey, err = gcm.Open(nil, ec.WrappedKey[:12], ec.WrappedKey[12:], []byte("pgherd data key v1"))
 		if err != nil {
 			return nil, fmt.Errorf("backup: open: %w", ErrWrongKey)
+		}
+		if !cached && opts.KeyCacheDir != "" {
+			if err := cacheKEK(opts.KeyCacheDir, ec, opts.Passphrase, kek); err != nil {
+				s.log.Warn("caching the repository's key-encryption key", "err", err)
+			}
 		}
 	}
 	return s, nil
