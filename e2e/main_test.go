@@ -159,3 +159,28 @@ func onHost(t *testing.T, host, script string) string {
 	}
 	return strings.TrimSpace(out)
 }
+
+// growLab adds a host to the shared lab and returns its name.
+func growLab(ctx context.Context, t *testing.T) string {
+	t.Helper()
+	n := len(theLab.Hosts()) + 1
+	resizeLab(ctx, t, n)
+	return fmt.Sprintf("node%d", n)
+}
+
+// shrinkLab gives the shared lab back its first n hosts (a test's cleanup
+// after growLab).
+func shrinkLab(ctx context.Context, t *testing.T, n int) {
+	t.Helper()
+	resizeLab(ctx, t, n)
+}
+
+func resizeLab(ctx context.Context, t *testing.T, n int) {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	l, err := lab.Up(ctx, lab.Config{Name: labName, Hosts: n, Subnet: labNet + ".0/24", Dir: theLab.Dir(), Log: log})
+	if err != nil {
+		t.Fatalf("resizing the lab to %d hosts: %v", n, err)
+	}
+	theLab = l
+}

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/pgherd/pgherd/e2e/lab"
 )
 
 // The repository of examples/ha, on node4, as the SFTP server sees it.
@@ -92,7 +90,13 @@ func TestBackupRestore(t *testing.T) {
 	}
 
 	t.Run("point-in-time restore into a new host", func(t *testing.T) {
+		before := len(theLab.Hosts())
 		host := growLab(ctx, t)
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			shrinkLab(ctx, t, before)
+		})
 		onHost(t, host, `mkdir -p /etc/postgresql-common && echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.conf &&
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null`)
 		// The new host gets pgherd and the backup section of a member's
@@ -216,19 +220,6 @@ func queryText(ctx context.Context, t *testing.T, c *pgx.Conn, q string) string 
 		t.Fatalf("%s: %v", q, err)
 	}
 	return s
-}
-
-// growLab adds a host to the lab and returns its name.
-func growLab(ctx context.Context, t *testing.T) string {
-	t.Helper()
-	n := len(theLab.Hosts()) + 1
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	l, err := lab.Up(ctx, lab.Config{Name: labName, Hosts: n, Subnet: labNet + ".0/24", Dir: theLab.Dir(), Log: log})
-	if err != nil {
-		t.Fatalf("growing the lab to %d hosts: %v", n, err)
-	}
-	theLab = l
-	return fmt.Sprintf("node%d", n)
 }
 
 func hostContainer(t *testing.T, name string) string {

@@ -112,7 +112,7 @@ func TestHAStatus(t *testing.T) {
 		t.Fatalf("switchover: %s", r)
 	}
 	if !strings.Contains(r.stdout, "current leader: "+leader) ||
-		!regexp.MustCompile(`Switchover complete: `+regexp.QuoteMeta(target)+` is the leader \([\d.]+m?s after the request\)`).MatchString(r.stdout) {
+		!regexp.MustCompile(`Switchover complete: `+regexp.QuoteMeta(target)+` is the leader \([\dhms.]+ after the request\)`).MatchString(r.stdout) {
 		t.Errorf("switchover output:\n%s", r.stdout)
 	}
 	if strings.Contains(r.stdout+r.stderr, haAPIToken) {

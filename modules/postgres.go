@@ -586,12 +586,12 @@ func RenderPgHBA(rules []HBARule) (string, error) {
 			if r.Address != "" {
 				return "", bad("a local rule has no address")
 			}
-		case r.Address == "all":
+		case r.Address == "all" || r.Address == "samehost" || r.Address == "samenet":
 			row = append(row, r.Address)
 		default:
 			pfx, err := netip.ParsePrefix(r.Address)
 			if err != nil || pfx.Masked() != pfx {
-				return "", bad(fmt.Sprintf("address %q: want a network in CIDR form (host bits zero) or all", r.Address))
+				return "", bad(fmt.Sprintf("address %q: want a network in CIDR form (host bits zero), all, samehost or samenet", r.Address))
 			}
 			row = append(row, r.Address)
 		}

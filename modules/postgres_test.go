@@ -86,6 +86,7 @@ func TestRenderPgHBA(t *testing.T) {
 		{Type: "hostssl", Database: "replication", User: "replicator", Address: "10.77.0.0/24"},
 		{Type: "host", Database: "app,report", User: "app", Address: "fd00::/64", Method: "scram-sha-256"},
 		{Type: "hostssl", Database: "all", User: "admin", Address: "all", Method: "cert", Options: []string{"clientcert=verify-full"}},
+		{Type: "host", Database: "all", User: "monitor", Address: "samenet", Method: "scram-sha-256"},
 		{Type: "host", Database: "all", User: "all", Address: "0.0.0.0/0", Method: "reject"},
 	})
 	if err != nil {
@@ -261,7 +262,7 @@ func TestRenderPgHBALive(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	if got := strings.TrimSpace(string(out)); !strings.HasPrefix(got, "6|0|") {
-		t.Errorf("pg_hba_file_rules rows|errors|messages = %q, want 6 rows, 0 errors", got)
+	if got := strings.TrimSpace(string(out)); !strings.HasPrefix(got, "7|0|") {
+		t.Errorf("pg_hba_file_rules rows|errors|messages = %q, want 7 rows, 0 errors", got)
 	}
 }
