@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -60,8 +61,10 @@ type PostgresHost struct {
 //     cluster Debian created before pgherd came) is never removed: the
 //     plan keeps saying so until someone drops that cluster by hand.
 //
-// Then the packages, and the data directory, postgres:postgres 0700 (its
-// parent /var/lib/postgresql/<major> comes with the package).
+// Then the packages, and the data directory, postgres:postgres 0700, with
+// its parent postgres:postgres 0755 in Debian's layout
+// (/var/lib/postgresql/<major>); elsewhere the parent must be writable by
+// postgres (docs/spec.md, data_dir).
 func PostgresHostResources(cfg PostgresHost) []Resource {
 	major := strconv.Itoa(cfg.Major)
 	dataDir := orDefault(cfg.DataDir, "/var/lib/postgresql/"+major+"/pgherd")
@@ -77,6 +80,14 @@ func PostgresHostResources(cfg PostgresHost) []Resource {
 	}
 	if !cfg.Adopt {
 		rs = append(rs, Directory{Path: "/etc/postgresql/" + major + "/main", Absent: true})
+	}
+	// The agent, as postgres, works beside the data directory: it moves a
+	// replaced one aside, builds a restored one in a staging directory,
+	// and marks an unfinished rewrite (agent/pg). Debian's package does
+	// not create /var/lib/postgresql/<major> (pg_createcluster does), and
+	// a mkdir -p by root would leave it root's.
+	if parent := filepath.Dir(dataDir); strings.HasPrefix(parent, "/var/lib/postgresql/") {
+		rs = append(rs, Directory{Path: parent, Owner: "postgres", Group: "postgres", Mode: "0755"})
 	}
 	return append(rs, Directory{Path: dataDir, Owner: "postgres", Group: "postgres", Mode: "0700"})
 }

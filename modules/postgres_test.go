@@ -123,7 +123,7 @@ func TestPostgresHostResources(t *testing.T) {
 		addrs = append(addrs, r.Address())
 	}
 	want := "file./etc/postgresql-common/createcluster.conf unit_mask.postgresql@15-main.service packages.postgres " +
-		"directory./etc/postgresql/15/main directory./var/lib/postgresql/15/pgherd"
+		"directory./etc/postgresql/15/main directory./var/lib/postgresql/15 directory./var/lib/postgresql/15/pgherd"
 	if got := strings.Join(addrs, " "); got != want {
 		t.Errorf("order = %q\nwant %q", got, want)
 	}
