@@ -22,7 +22,7 @@ import (
 // lost (must be 0). Its lab is pgherd-bench-day2 on 10.88.0.0/24.
 func day2Suite(ctx context.Context, log *slog.Logger, bin, work string, keep bool) (string, error) {
 	const net = "10.88.0"
-	l, err := lab.Up(ctx, lab.Config{Name: "pgherd-bench-day2", Hosts: 3, Subnet: net + ".0/24", Dir: filepath.Join(work, "labday2"), Log: log})
+	l, err := lab.Up(ctx, lab.Config{Name: "pgherd-bench-day2", Hosts: 4, Subnet: net + ".0/24", Dir: filepath.Join(work, "labday2"), Log: log})
 	if err != nil {
 		return "", err
 	}

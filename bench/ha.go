@@ -62,7 +62,7 @@ type haResult struct {
 // pgherd's results alone as soon as they are measured, so that they are
 // written even if the Patroni half never ends.
 func haSuite(ctx context.Context, log *slog.Logger, bin, work string, trials int, keep bool, partial func(string) error) (string, error) {
-	l, err := lab.Up(ctx, lab.Config{Name: haLabName, Hosts: 3, Subnet: haLabNet + "0/24", Dir: filepath.Join(work, "labha2"), Log: log})
+	l, err := lab.Up(ctx, lab.Config{Name: haLabName, Hosts: 4, Subnet: haLabNet + "0/24", Dir: filepath.Join(work, "labha2"), Log: log})
 	if err != nil {
 		return "", err
 	}
@@ -287,9 +287,11 @@ func (b *haBench) acks(ctx context.Context, w *workload.Writer, n int) error {
 	return w.WaitAcks(actx, w.Mark(), n)
 }
 
+// hostNames are the PostgreSQL hosts, node1..node3 (examples/ha keeps its
+// backup repository on node4).
 func (b *haBench) hostNames() []string {
 	var names []string
-	for _, h := range b.lab.Hosts() {
+	for _, h := range b.lab.Hosts()[:3] {
 		names = append(names, h.Name)
 	}
 	return names

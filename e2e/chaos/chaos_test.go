@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgherd/pgherd/bench/results"
+	"github.com/pgherd/pgherd/e2e/lab"
 )
 
 const (
@@ -90,7 +91,7 @@ func TestChaos(t *testing.T) {
 	loadCtx, stopLoad := context.WithCancel(context.Background())
 	var load sync.WaitGroup
 	procs := []*process{{name: "vip", dsn: appDSN(vip, 5000), timeout: 10 * time.Second, pause: 10 * time.Millisecond, ids: ids, hist: hist, nodes: nodes}}
-	for _, h := range theLab.Hosts() {
+	for _, h := range dbHosts() {
 		procs = append(procs, &process{name: h.Name, dsn: appDSN(h.Address, 5432), timeout: 5 * time.Second, pause: 200 * time.Millisecond, ids: ids, hist: hist, nodes: nodes})
 	}
 	for _, p := range procs {
@@ -185,9 +186,13 @@ func appDSN(host string, port int) string {
 	return fmt.Sprintf("postgres://app:%s@%s:%d/app?sslmode=disable&connect_timeout=2", appPassword, host, port)
 }
 
+// dbHosts are the lab's PostgreSQL hosts, node1..node3: examples/ha keeps
+// its backup repository on node4, which the faults leave alone.
+func dbHosts() []lab.Host { return theLab.Hosts()[:3] }
+
 func hostNames() []string {
 	var names []string
-	for _, h := range theLab.Hosts() {
+	for _, h := range dbHosts() {
 		names = append(names, h.Name)
 	}
 	return names

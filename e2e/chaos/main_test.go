@@ -58,7 +58,7 @@ func runMain(m *testing.M) int {
 	// The default state directory, so that `pgherd lab down --name
 	// pgherd-chaos` cleans up (data disks included) after a kept or
 	// interrupted run.
-	theLab, err = lab.Up(ctx, lab.Config{Name: labName, Hosts: 3, Subnet: labSubnet, DataDisk: labDisk, Log: log})
+	theLab, err = lab.Up(ctx, lab.Config{Name: labName, Hosts: 4, Subnet: labSubnet, DataDisk: labDisk, Log: log})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "chaos: lab up:", err)
 		return 1

@@ -49,7 +49,7 @@ var apiClient = &http.Client{Timeout: 2 * time.Second}
 // answer is absent.
 func view() map[string]member {
 	out := map[string]member{}
-	for _, h := range theLab.Hosts() {
+	for _, h := range dbHosts() {
 		resp, err := apiClient.Get("http://" + h.Address + ":8008/patroni")
 		if err != nil {
 			continue
@@ -79,7 +79,7 @@ func settled(t *testing.T) (string, map[string]member) {
 				streaming++
 			}
 		}
-		if leader != "" && streaming == len(theLab.Hosts())-1 {
+		if leader != "" && streaming == len(dbHosts())-1 {
 			return leader, v
 		}
 		if time.Now().After(deadline) {
@@ -104,7 +104,7 @@ func sql(t *testing.T, host, query string) string {
 func versions(t *testing.T) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	for _, h := range theLab.Hosts() {
+	for _, h := range dbHosts() {
 		out[h.Name] = sql(t, h.Name, "show server_version_num")
 	}
 	return out
@@ -214,7 +214,7 @@ func TestDay2(t *testing.T) {
 			t.Fatalf("plan of shared_buffers: %s", r)
 		}
 		leader = procedure(t, pgherdBin, "rolling restart")
-		for _, h := range theLab.Hosts() {
+		for _, h := range dbHosts() {
 			if got := sql(t, h.Name, "select current_setting('shared_buffers'), (select count(*) from pg_settings where pending_restart)"); got != "256MB|0" {
 				t.Errorf("%s: shared_buffers, pending restarts = %q, want 256MB|0", h.Name, got)
 			}
@@ -236,7 +236,7 @@ func TestDay2(t *testing.T) {
 				t.Errorf("%s: timeline %d → %d: a promotion happened", name, before[name].Timeline, m.Timeline)
 			}
 		}
-		for _, h := range theLab.Hosts() {
+		for _, h := range dbHosts() {
 			out, err := theLab.Exec(context.Background(), h.Name, "/usr/local/bin/pgherd", "version")
 			if err != nil || !strings.Contains(out, "e2e-day2-next") {
 				t.Errorf("%s: pgherd version = %q (%v), want e2e-day2-next", h.Name, out, err)

@@ -74,7 +74,7 @@ func runMain(m *testing.M) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	theLab, err = lab.Up(ctx, lab.Config{Name: labName, Hosts: 3, Subnet: labNet + ".0/24", Dir: filepath.Join(tmp, "lab"), Log: log})
+	theLab, err = lab.Up(ctx, lab.Config{Name: labName, Hosts: 4, Subnet: labNet + ".0/24", Dir: filepath.Join(tmp, "lab"), Log: log})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e/day2: lab up:", err)
 		return 1
@@ -122,6 +122,10 @@ func run(t *testing.T, bin, dir string, args ...string) result {
 }
 
 // labSSH is the ssh block and host blocks that reach the lab's hosts.
+// dbHosts are the lab's PostgreSQL hosts, node1..node3: examples/ha keeps
+// its backup repository on node4.
+func dbHosts() []lab.Host { return theLab.Hosts()[:3] }
+
 func labSSH() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "ssh {\n  user = \"root\"\n  private_key_file = %q\n  known_hosts_file = %q\n  use_agent = false\n  connect_timeout = \"3s\"\n}\n\n",
