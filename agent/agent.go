@@ -37,8 +37,8 @@ type Agent struct {
 	// lastIncomplete is the unfinished operation last seen to have left
 	// the data directory unusable (logged once).
 	lastIncomplete string
-	rolesDone   bool
-	lastDecided string
+	rolesDone      bool
+	lastDecided    string
 	// slotCopyFailed is when copying logical slots from the leader last
 	// failed (see syncLogicalSlots).
 	slotCopyFailed time.Time
@@ -53,6 +53,9 @@ type Agent struct {
 	// reloaded holds a configuration read on SIGHUP, for the loop to
 	// take up at its next pass.
 	reloaded atomic.Pointer[Config]
+	// backupCfg is the backup configuration in force, for the WAL socket
+	// (walsocket.go), which serves from its own goroutines.
+	backupCfg atomic.Pointer[BackupConfig]
 
 	// actMu serializes the loop's actions with the API's restart/reload.
 	actMu sync.Mutex
@@ -127,6 +130,7 @@ func (a *Agent) takeReload(ctx context.Context) {
 	a.cfg.Postgres.Databases = cfg.Postgres.Databases
 	a.rolesDone = false // the leader applies roles and databases again
 	a.cfg.Backup = cfg.Backup
+	a.backupCfg.Store(cfg.Backup)
 	if ok, _ := a.pg.Initialized(); !ok {
 		return
 	}
@@ -225,7 +229,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	cli, err := dcs.New(ctx, dcs.Options{
 		Endpoints:      a.cfg.Etcd.Endpoints,
 		Cluster:        a.cfg.Cluster,
-		RequestTimeout: min(2*time.Second, a.cfg.HA.TTL.Duration/3),
+		// A request may take as long as the lease can wait for it (the
+		// fencing deadline counts from when a renewal was sent, so a
+		// slow answer is still safe): on a loaded host etcd answers in
+		// up to a second, and a tighter bound turned slow renewals into
+		// failed ones, and those into fencing (seen in the lab e2e).
+		RequestTimeout: min(2*time.Second, 2*a.cfg.HA.TTL.Duration/3),
 		Logger:         a.log.With("component", "dcs"),
 	})
 	if err != nil {
@@ -247,6 +256,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		stopAPI()
 		<-apiDone
 	}()
+
+	a.backupCfg.Store(a.cfg.Backup)
+	walCtx, stopWAL := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWAL()
+	go a.serveWAL(walCtx)
 
 	go func() {
 		<-ctx.Done()

@@ -224,6 +224,20 @@ func (b *BackupConfig) NewRepository(ctx context.Context) (backup.Repository, er
 	}
 }
 
+// WALFetchOptions are wal-fetch's options from this configuration.
+func (b *BackupConfig) WALFetchOptions() backup.WALFetchOptions {
+	opts := backup.WALFetchOptions{Parallel: b.Parallel}
+	if b.SpoolDir != "" {
+		opts.SpoolDir, opts.Prefetch = filepath.Join(b.SpoolDir, "fetch"), b.Prefetch
+	}
+	return opts
+}
+
+// WALPushOptions are wal-push's options from this configuration.
+func (b *BackupConfig) WALPushOptions() backup.WALPushOptions {
+	return backup.WALPushOptions{Async: b.SpoolDir != "", SpoolDir: filepath.Join(b.SpoolDir, "push"), Parallel: b.Parallel}
+}
+
 // StoreOptions are the options Open and Init give the store.
 func (b *BackupConfig) StoreOptions(log *slog.Logger) backup.Options {
 	return backup.Options{Passphrase: b.EncryptionPassphrase, Level: b.CompressionLevel, KeyCacheDir: b.KeyCacheDir, Log: log}

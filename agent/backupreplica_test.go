@@ -162,6 +162,42 @@ func TestReplicaFromBackup(t *testing.T) {
 	// And it streams.
 	c.exec("node1", "INSERT INTO t SELECT generate_series(201, 300)")
 	c.waitCount("node2", 300)
+
+	t.Run("wal-fetch through the agent's socket", func(t *testing.T) {
+		sock := WALSocket(c.members["node1"].cfg.RunDir)
+		out := t.TempDir()
+		// The backup's first segment is in the archive.
+		got, want := filepath.Join(out, "via-agent"), filepath.Join(out, "direct")
+		if err := FetchWALVia(ctx, sock, m.StartWAL, got); err != nil {
+			t.Fatalf("fetch %s through %s: %v", m.StartWAL, sock, err)
+		}
+		if err := st.WALFetch(ctx, m.StartWAL, want, backup.WALFetchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		a, _ := os.ReadFile(got)
+		b, _ := os.ReadFile(want)
+		if len(a) == 0 || string(a) != string(b) {
+			t.Fatalf("through the agent: %d bytes; directly: %d bytes, or they differ", len(a), len(b))
+		}
+		if err := FetchWALVia(ctx, sock, "00000063.history", filepath.Join(out, "h")); !errors.Is(err, backup.ErrNotFound) {
+			t.Fatalf("a history file not in the archive: %v, want ErrNotFound", err)
+		}
+		if err := FetchWALVia(ctx, filepath.Join(out, "no.sock"), m.StartWAL, got); !errors.Is(err, ErrNoWALServer) {
+			t.Fatalf("no agent: %v, want ErrNoWALServer", err)
+		}
+		// A push of a segment archived already with the same content
+		// succeeds (PostgreSQL may push a segment twice).
+		pushed := filepath.Join(out, m.StartWAL)
+		if err := os.Rename(want, pushed); err != nil {
+			t.Fatal(err)
+		}
+		if err := PushWALVia(ctx, sock, pushed); err != nil {
+			t.Fatalf("push %s through the agent: %v", pushed, err)
+		}
+		if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("socket %s: %v %v, want mode 0600", sock, fi.Mode(), err)
+		}
+	})
 }
 
 func chownPostgres(t *testing.T, path string) {

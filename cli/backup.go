@@ -102,14 +102,28 @@ Exit codes: 0 archived; 1 not archived (PostgreSQL retries).`,
 				fmt.Fprintf(a.env.Stderr, "Error: wal-push %s: %v\n", args[0], err)
 				return &exitError{code: exitError1}
 			}
+			cfg, err := loadBackupConfig(config)
+			if err != nil {
+				return fail(err)
+			}
+			abs, err := filepath.Abs(args[0])
+			if err != nil {
+				return fail(err)
+			}
+			// The local agent keeps the repository open (agent/walsocket.go).
+			err = agent.PushWALVia(ctx, agent.WALSocket(cfg.RunDir), abs)
+			if !errors.Is(err, agent.ErrNoWALServer) {
+				if err != nil {
+					return fail(err)
+				}
+				return nil
+			}
 			cfg, st, err := a.openStore(ctx, config, a.logger())
 			if err != nil {
 				return fail(err)
 			}
 			defer closeStore(st)
-			b := cfg.Backup
-			err = st.WALPush(ctx, args[0], backup.WALPushOptions{Async: b.SpoolDir != "", SpoolDir: filepath.Join(b.SpoolDir, "push"), Parallel: b.Parallel})
-			if err != nil {
+			if err := st.WALPush(ctx, args[0], cfg.Backup.WALPushOptions()); err != nil {
 				return fail(err)
 			}
 			return nil
@@ -117,6 +131,21 @@ Exit codes: 0 archived; 1 not archived (PostgreSQL retries).`,
 	}
 	configFlag(c, &config)
 	return c
+}
+
+// fetchViaAgent asks the local agent, which keeps the repository open, for
+// the WAL file (agent/walsocket.go); agent.ErrNoWALServer when no agent
+// answers, and wal-fetch opens the repository itself.
+func (a *app) fetchViaAgent(ctx context.Context, config, name, dest string) error {
+	cfg, err := loadBackupConfig(config)
+	if err != nil {
+		return err
+	}
+	abs, err := filepath.Abs(dest)
+	if err != nil {
+		return err
+	}
+	return agent.FetchWALVia(ctx, agent.WALSocket(cfg.RunDir), name, abs)
 }
 
 func (a *app) walFetchCommand() *cobra.Command {
@@ -137,15 +166,15 @@ of the archive); 2 any other error (PostgreSQL retries).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			name := args[0]
-			cfg, st, err := a.openStore(ctx, config, a.logger())
-			if err == nil {
-				defer closeStore(st)
-				b := cfg.Backup
-				opts := backup.WALFetchOptions{Parallel: b.Parallel}
-				if b.SpoolDir != "" {
-					opts.SpoolDir, opts.Prefetch = filepath.Join(b.SpoolDir, "fetch"), b.Prefetch
+			err := a.fetchViaAgent(ctx, config, name, args[1])
+			if errors.Is(err, agent.ErrNoWALServer) {
+				var cfg *agent.Config
+				var st *backup.Store
+				cfg, st, err = a.openStore(ctx, config, a.logger())
+				if err == nil {
+					defer closeStore(st)
+					err = st.WALFetch(ctx, name, args[1], cfg.Backup.WALFetchOptions())
 				}
-				err = st.WALFetch(ctx, name, args[1], opts)
 			}
 			switch {
 			case err == nil:

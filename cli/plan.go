@@ -193,7 +193,8 @@ func (a *app) applyCommand() *cobra.Command {
 
 With -plan FILE it carries out a plan saved by 'plan -out FILE' without asking,
 after checking that neither the spec nor the hosts changed since; if they did,
-it refuses and changes nothing.
+it refuses and changes nothing. The plan approved at the prompt is held to the
+same check. With -auto-approve it converges on what it finds when it runs.
 
 Interrupting apply (Ctrl-C) lets the running step finish and starts no other;
 the next apply finishes the job. A second Ctrl-C ends pgherd at once.
@@ -234,8 +235,14 @@ Two applies on the same hosts cannot run at once: each host is locked.`,
 						fmt.Fprintln(a.env.Stdout, "Apply cancelled.")
 						return &exitError{code: exitError1}
 					}
+					// What was approved is what runs: a plan that no
+					// longer holds is refused.
+					saved = plan
 				}
-				saved = plan
+				// With -auto-approve nobody approved this plan in
+				// particular: the apply plans again and converges on
+				// what it finds (the agents change the cluster on their
+				// own: a new leader creates the roles, for one).
 			}
 			go func() {
 				<-ctx.Done()

@@ -1,0 +1,250 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/pgherd/pgherd/agent/backup"
+)
+
+// PostgreSQL runs restore_command once per file it wants: every WAL
+// segment it replays, and, when a standby is promoted, the history files
+// of the timelines after its own. Each `pgherd wal-fetch` that opens the
+// repository itself (and each wal-push, once per segment on the primary)
+// pays a process start, an SSH handshake and
+// authentication with an SFTP repository, and a read of its
+// configuration: 0.5 to 1 s on a busy host, and a promotion makes two or
+// three such calls before the server takes writes. So the agent keeps the
+// repository open and serves wal-fetch over a unix socket in its run
+// directory, private to the user PostgreSQL and the agent run as;
+// wal-fetch opens the repository itself only when no agent answers.
+
+// WALSocket is the socket's path in runDir.
+func WALSocket(runDir string) string { return filepath.Join(runDir, "wal.sock") }
+
+// walRequest is one line a client sends; walReply the line it gets back.
+type walRequest struct {
+	Op   string `json:"op"`             // "fetch" or "push"
+	Name string `json:"name,omitempty"` // fetch: the archived file's name
+	Dest string `json:"dest,omitempty"` // fetch: where it goes (absolute)
+	Path string `json:"path,omitempty"` // push: the WAL file (absolute)
+}
+
+type walReply struct {
+	Status string `json:"status"` // "ok", "missing", "error"
+	Error  string `json:"error,omitempty"`
+}
+
+// ErrNoWALServer: no agent serves the socket (wal-fetch then opens the
+// repository itself).
+var ErrNoWALServer = errors.New("no agent serves WAL on this host")
+
+// FetchWALVia asks the agent listening on sock for the archived file name,
+// written to dest (an absolute path). It returns backup.ErrNotFound when the
+// archive has no such file, and ErrNoWALServer (wrapped) when no agent
+// answers.
+func FetchWALVia(ctx context.Context, sock, name, dest string) error {
+	return askWALServer(ctx, sock, walRequest{Op: "fetch", Name: name, Dest: dest})
+}
+
+// PushWALVia asks the agent listening on sock to archive the WAL file at
+// path (absolute), as wal-push does; ErrNoWALServer (wrapped) when no
+// agent answers.
+func PushWALVia(ctx context.Context, sock, path string) error {
+	return askWALServer(ctx, sock, walRequest{Op: "push", Path: path})
+}
+
+func askWALServer(ctx context.Context, sock string, req walRequest) error {
+	name := req.Name + req.Path
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", sock)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrNoWALServer, err)
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	if err := json.NewEncoder(conn).Encode(req); err != nil {
+		return fmt.Errorf("%w: %v", ErrNoWALServer, err)
+	}
+	var r walReply
+	if err := json.NewDecoder(bufio.NewReader(conn)).Decode(&r); err != nil {
+		return fmt.Errorf("%w: %v", ErrNoWALServer, err)
+	}
+	switch r.Status {
+	case "ok":
+		return nil
+	case "missing":
+		return fmt.Errorf("wal-%s %s: %w", req.Op, name, backup.ErrNotFound)
+	default:
+		return fmt.Errorf("wal-%s %s through the agent: %s", req.Op, name, r.Error)
+	}
+}
+
+// walServer serves FetchWALVia with a store kept open between requests.
+type walServer struct {
+	log *slog.Logger
+	cfg func() *BackupConfig // the configuration in force
+
+	mu     sync.Mutex
+	st     *backup.Store
+	stFrom *BackupConfig // the configuration st was opened with
+}
+
+// serve listens on sock until ctx ends. A stale socket file from an
+// earlier run is replaced.
+func (s *walServer) serve(ctx context.Context, sock string) error {
+	if err := os.Remove(sock); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("wal socket: %w", err)
+	}
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		return fmt.Errorf("wal socket: %w", err)
+	}
+	if err := os.Chmod(sock, 0o600); err != nil {
+		l.Close()
+		return fmt.Errorf("wal socket: %w", err)
+	}
+	go func() {
+		<-ctx.Done()
+		l.Close()
+	}()
+	defer s.close()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("wal socket: %w", err)
+		}
+		go s.handle(ctx, c)
+	}
+}
+
+func (s *walServer) handle(ctx context.Context, c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Minute))
+	var req walRequest
+	reply := func(r walReply) { json.NewEncoder(c).Encode(r) }
+	if err := json.NewDecoder(bufio.NewReader(c)).Decode(&req); err != nil {
+		reply(walReply{Status: "error", Error: "bad request: " + err.Error()})
+		return
+	}
+	var err error
+	switch {
+	case req.Op == "fetch" && filepath.IsAbs(req.Dest):
+		err = s.fetch(ctx, req.Name, req.Dest)
+	case req.Op == "push" && filepath.IsAbs(req.Path):
+		err = s.push(ctx, req.Path)
+	default:
+		reply(walReply{Status: "error", Error: "bad request: want op fetch with an absolute dest, or push with an absolute path"})
+		return
+	}
+	switch {
+	case err == nil:
+		reply(walReply{Status: "ok"})
+	case errors.Is(err, backup.ErrNotFound):
+		reply(walReply{Status: "missing"})
+	default:
+		reply(walReply{Status: "error", Error: err.Error()})
+	}
+}
+
+// fetch runs one wal-fetch on the kept store.
+func (s *walServer) fetch(ctx context.Context, name, dest string) error {
+	return s.withStore(ctx, "wal-fetch "+name, func(st *backup.Store, b *BackupConfig) error {
+		return st.WALFetch(ctx, name, dest, b.WALFetchOptions())
+	})
+}
+
+// push runs one wal-push on the kept store.
+func (s *walServer) push(ctx context.Context, path string) error {
+	return s.withStore(ctx, "wal-push "+path, func(st *backup.Store, b *BackupConfig) error {
+		return st.WALPush(ctx, path, b.WALPushOptions())
+	})
+}
+
+// withStore runs op on the kept store; a store that failed is dropped and
+// opened again once, since its connection may have gone.
+func (s *walServer) withStore(ctx context.Context, what string, op func(*backup.Store, *BackupConfig) error) error {
+	var err error
+	for attempt := 0; attempt < 2; attempt++ {
+		var st *backup.Store
+		var b *BackupConfig
+		if st, b, err = s.store(ctx); err != nil {
+			return err
+		}
+		err = op(st, b)
+		if err == nil || errors.Is(err, backup.ErrNotFound) || errors.Is(err, backup.ErrBadWALName) || errors.Is(err, backup.ErrWALMismatch) {
+			return err
+		}
+		s.log.Warn("the kept repository connection failed; reconnecting", "op", what, "err", err)
+		s.drop(st)
+	}
+	return err
+}
+
+func (s *walServer) store(ctx context.Context) (*backup.Store, *BackupConfig, error) {
+	b := s.cfg()
+	if b == nil {
+		return nil, nil, ErrNoBackup
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.st != nil && s.stFrom == b {
+		return s.st, b, nil
+	}
+	if s.st != nil {
+		closeRepo(s.st.Repository())
+		s.st = nil
+	}
+	st, err := b.Open(ctx, s.log)
+	if err != nil {
+		return nil, nil, err
+	}
+	s.st, s.stFrom = st, b
+	return st, b, nil
+}
+
+func (s *walServer) drop(st *backup.Store) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.st == st {
+		closeRepo(st.Repository())
+		s.st = nil
+	}
+}
+
+func (s *walServer) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.st != nil {
+		closeRepo(s.st.Repository())
+		s.st = nil
+	}
+}
+
+// serveWAL runs the WAL socket for as long as ctx; a failure to listen
+// only costs speed (wal-fetch then opens the repository itself).
+func (a *Agent) serveWAL(ctx context.Context) {
+	if err := os.MkdirAll(a.cfg.RunDir, 0o755); err != nil {
+		a.log.Warn("wal socket: no run directory", "err", err)
+		return
+	}
+	s := &walServer{log: a.log.With("component", "wal"), cfg: a.backupCfg.Load}
+	if err := s.serve(ctx, WALSocket(a.cfg.RunDir)); err != nil {
+		a.log.Warn("wal socket", "err", err)
+	}
+}
