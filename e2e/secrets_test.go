@@ -85,9 +85,9 @@ func TestSecrets(t *testing.T) {
 	// password, the agent's configuration (token, passphrase) and
 	// keepalived's (VRRP password).
 	primary := ""
-	for _, h := range hosts {
-		if onHost(t, h.Name, `runuser -u postgres -- psql -XAtc "select pg_is_in_recovery()"`) == "f" {
-			primary = h.Name
+	for _, h := range hostNames() {
+		if onHost(t, h, `runuser -u postgres -- psql -XAtc "select pg_is_in_recovery()"`) == "f" {
+			primary = h
 		}
 	}
 	if primary == "" {
