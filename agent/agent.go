@@ -227,8 +227,8 @@ func (a *Agent) untilFence(ctx context.Context) (context.Context, context.Cancel
 // called and the loop finished shutting down.
 func (a *Agent) Run(ctx context.Context) error {
 	cli, err := dcs.New(ctx, dcs.Options{
-		Endpoints:      a.cfg.Etcd.Endpoints,
-		Cluster:        a.cfg.Cluster,
+		Endpoints: a.cfg.Etcd.Endpoints,
+		Cluster:   a.cfg.Cluster,
 		// A request may take as long as the lease can wait for it (the
 		// fencing deadline counts from when a renewal was sent, so a
 		// slow answer is still safe): on a loaded host etcd answers in

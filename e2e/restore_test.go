@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
 )
 
 // The repository of examples/ha, on node4, as the SFTP server sees it.

@@ -426,7 +426,7 @@ func (l *loader) decodeHA(c *decoded, cl *Cluster, ports *portUses) HA {
 	h := HA{
 		TTL: d.duration("ttl"), LoopWait: d.duration("loop_wait"), RetryTimeout: d.duration("retry_timeout"),
 		SwitchoverTimeout: d.duration("switchover_timeout"),
-		SynchronousMode: SyncMode(d.str("synchronous_mode")), SynchronousNodeCount: d.integer("synchronous_node_count"),
+		SynchronousMode:   SyncMode(d.str("synchronous_mode")), SynchronousNodeCount: d.integer("synchronous_node_count"),
 		SynchronousQuorum: d.boolean("synchronous_quorum"), APIPort: d.integer("api_port"),
 		APIToken: l.password(d, "api_token", "api_token"), Pause: d.boolean("pause"), Range: d.defRange(),
 	}
