@@ -61,6 +61,21 @@ func Binary(t testing.TB) string {
 	return p
 }
 
+// memDir is a directory for a member's data in memory (/dev/shm) where
+// there is one, else t.TempDir(). etcd fsyncs its WAL on every write: on a
+// disk shared with the lab's containers an fsync took seconds, requests
+// timed out, and leader leases lapsed in tests that are not about a slow
+// disk. A tmpfs fsync returns at once.
+func memDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/dev/shm", "pgherd-etcdtest-")
+	if err != nil {
+		return t.TempDir()
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
 // Start starts an n-member etcd cluster on loopback with short heartbeat
 // and election timeouts and waits until every member answers /health. The
 // members are killed and their data removed when the test ends.
@@ -74,7 +89,7 @@ func Start(t testing.TB, n int) *Cluster {
 			Name:      fmt.Sprintf("e%d", i),
 			ClientURL: "http://" + freeAddr(t),
 			PeerURL:   "http://" + freeAddr(t),
-			dataDir:   filepath.Join(t.TempDir(), "etcd"),
+			dataDir:   filepath.Join(memDir(t), "etcd"),
 		}
 		c.Members = append(c.Members, m)
 		initial = append(initial, m.Name+"="+m.PeerURL)
