@@ -201,6 +201,9 @@ func (a *Agent) connInfo(v ha.View, name string) pg.ConnInfo {
 		AppName:        a.cfg.Name,
 		ConnectTimeout: 3,
 	}
+	if a.cfg.TLS.On() {
+		ci.SSLMode, ci.SSLRootCert = "verify-full", a.cfg.TLS.CAFile
+	}
 	if v.DCS != nil {
 		if m, ok := v.DCS.Member(name); ok {
 			if u, err := url.Parse(m.ConnURL); err == nil {
@@ -270,6 +273,7 @@ func (a *Agent) ensureRoles(ctx context.Context) error {
 // parameters are the spec's PostgreSQL parameters over what HA needs.
 func (a *Agent) parameters() map[string]string {
 	params := maps.Clone(requiredParameters)
+	maps.Copy(params, a.cfg.TLS.postgresParameters())
 	maps.Copy(params, a.cfg.Postgres.Parameters)
 	return params
 }

@@ -133,6 +133,15 @@ func (a *Agent) takeReload(ctx context.Context) {
 	if err := a.writeHBA(); err != nil {
 		a.log.Warn("reload: writing pg_hba.conf", "err", err)
 	}
+	if a.cfg.TLS.On() {
+		// PostgreSQL reads its certificate and key again on a reload
+		// (pgherd apply reloads the agent after writing new ones).
+		if running, _ := a.pg.Running(); running {
+			if err := a.pg.Reload(ctx); err != nil {
+				a.log.Warn("reload: PostgreSQL", "err", err)
+			}
+		}
+	}
 	a.log.Info("configuration reloaded")
 }
 
@@ -223,6 +232,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		Endpoints:      a.cfg.Etcd.Endpoints,
 		Cluster:        a.cfg.Cluster,
 		RequestTimeout: min(2*time.Second, a.cfg.HA.TTL.Duration/3),
+		TLS:            a.cfg.TLS.Client(),
 		Logger:         a.log.With("component", "dcs"),
 	})
 	if err != nil {
@@ -239,7 +249,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		MaxLoopAge: 3*a.cfg.HA.TTL.Duration + 10*time.Second}
 	apiCtx, stopAPI := context.WithCancel(context.WithoutCancel(ctx))
 	apiDone := make(chan error, 1)
-	go func() { apiDone <- a.api.ListenAndServe(apiCtx, a.cfg.API.Listen, nil) }()
+	go func() { apiDone <- a.api.ListenAndServe(apiCtx, a.cfg.API.Listen, a.cfg.TLS.Server()) }()
 	defer func() {
 		stopAPI()
 		<-apiDone
