@@ -495,3 +495,41 @@ func IssueCert(iss *TLSIssuer, cn string, dns []string, ips []net.IP, now time.T
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), nil
 }
+
+// TLSRestart restarts a service that runs with TLS files older than the
+// ones on disk (etcd reads its CA bundle only when it starts). It is
+// notified by the host's TLSFiles and belongs in a Serial phase, so that
+// the members of a cluster restart one at a time and keep their quorum. Its
+// address is "tls_restart.<unit>"; its own Diff never changes anything.
+type TLSRestart struct {
+	Unit      string
+	WatchList []string
+}
+
+// Address implements Resource.
+func (r TLSRestart) Address() string { return "tls_restart." + r.Unit }
+
+// Probe implements Resource.
+func (r TLSRestart) Probe() string { return "true" }
+
+// Diff implements Resource.
+func (r TLSRestart) Diff(Fact) (planner.Change, []Step, error) {
+	return planner.Change{Resource: r.Address(), Action: planner.NoOp}, nil, nil
+}
+
+// Watches implements Notified.
+func (r TLSRestart) Watches() []string { return r.WatchList }
+
+// Notify implements Notified: the restart happens only when the running
+// service started before the newest TLS file was written.
+func (r TLSRestart) Notify(changed []string) (planner.Change, []Step) {
+	u := executors.Quote(r.Unit)
+	cmd := "systemctl is-active -q " + u + " || exit 0\n" +
+		"pid=$(systemctl show -p MainPID --value " + u + "); [ \"${pid:-0}\" -gt 0 ] || exit 0\n" +
+		"started=$(( $(date +%s) - $(ps -o etimes= -p \"$pid\") ))\n" +
+		"newest=$(stat -c %Y " + TLSDir + "/* | sort -n | tail -1)\n" +
+		"if [ \"$started\" -le \"$newest\" ]; then systemctl restart " + u + "; fi\n"
+	return planner.Change{Resource: r.Address(), Action: planner.Update, Impact: "restart of " + r.Unit + " (one host at a time)",
+			Reason: "its TLS files changed: " + strings.Join(changed, ", ")},
+		[]Step{{Desc: "systemctl restart " + r.Unit + " if it runs with older TLS files", Cmd: cmd}}
+}
