@@ -174,7 +174,17 @@ func (a *Agent) do(ctx context.Context, v ha.View, act ha.Action) error {
 
 // startStandby configures the data directory as a standby of target and
 // starts it (after a clone or a rewind).
+//
+// The member's own parameters and pg_hba.conf are written first: a clone
+// or a rewind copied the leader's, which may name the leader's files (its
+// TLS certificate) or predate a reload.
 func (a *Agent) startStandby(ctx context.Context, v ha.View, target string) error {
+	if err := a.pg.SetParameters(ctx, a.parameters()); err != nil {
+		return fmt.Errorf("parameters of the standby: %w", err)
+	}
+	if err := a.writeHBA(); err != nil {
+		return err
+	}
 	if err := a.pg.ConfigureStandby(ctx, a.connInfo(v, target), pg.SlotName(a.cfg.Name)); err != nil {
 		return err
 	}
