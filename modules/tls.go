@@ -496,8 +496,11 @@ func IssueCert(iss *TLSIssuer, cn string, dns []string, ips []net.IP, now time.T
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), nil
 }
 
-// TLSRestart restarts a service that runs with TLS files older than the
-// ones on disk (etcd reads its CA bundle only when it starts). It is
+// TLSRestart restarts a service that started before its CA bundle was last
+// written: etcd reads the bundle only when it starts, but a renewed
+// certificate and key on every new connection (both pinned by
+// agent/dcs/etcdtest's TestEtcdTLSFiles), so a renewal alone restarts
+// nothing. It is
 // notified by the host's TLSFiles and belongs in a Serial phase, so that
 // the members of a cluster restart one at a time and keep their quorum. Its
 // address is "tls_restart.<unit>"; its own Diff never changes anything.
@@ -521,15 +524,15 @@ func (r TLSRestart) Diff(Fact) (planner.Change, []Step, error) {
 func (r TLSRestart) Watches() []string { return r.WatchList }
 
 // Notify implements Notified: the restart happens only when the running
-// service started before the newest TLS file was written.
+// service started before the CA bundle was written.
 func (r TLSRestart) Notify(changed []string) (planner.Change, []Step) {
 	u := executors.Quote(r.Unit)
 	cmd := "systemctl is-active -q " + u + " || exit 0\n" +
 		"pid=$(systemctl show -p MainPID --value " + u + "); [ \"${pid:-0}\" -gt 0 ] || exit 0\n" +
 		"started=$(( $(date +%s) - $(ps -o etimes= -p \"$pid\") ))\n" +
-		"newest=$(stat -c %Y " + TLSDir + "/* | sort -n | tail -1)\n" +
-		"if [ \"$started\" -le \"$newest\" ]; then systemctl restart " + u + "; fi\n"
+		"bundle=$(stat -c %Y " + TLSCAFile + ")\n" +
+		"if [ \"$started\" -le \"$bundle\" ]; then systemctl restart " + u + "; fi\n"
 	return planner.Change{Resource: r.Address(), Action: planner.Update, Impact: "restart of " + r.Unit + " (one host at a time)",
 			Reason: "its TLS files changed: " + strings.Join(changed, ", ")},
-		[]Step{{Desc: "systemctl restart " + r.Unit + " if it runs with older TLS files", Cmd: cmd}}
+		[]Step{{Desc: "systemctl restart " + r.Unit + " if it started before " + TLSCAFile + " was written", Cmd: cmd}}
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -111,6 +112,14 @@ func (t *clusterTLS) files(c *spec.Cluster, h spec.Host) modules.TLSFiles {
 		}
 	} else if h.Address != h.Name {
 		r.DNSNames = append(r.DNSNames, h.Address)
+	}
+	// Clients reach PostgreSQL through the VIP (HAProxy passes TLS through
+	// to whichever member serves): its certificate names the VIP too, for
+	// sslmode=verify-full.
+	if ka := c.Keepalived; pg && ka != nil {
+		if p, err := netip.ParsePrefix(ka.VIP); err == nil {
+			r.IPs = append(r.IPs, net.IP(p.Addr().AsSlice()))
+		}
 	}
 	return r
 }

@@ -1,6 +1,7 @@
 package compile
 
 import (
+	"net"
 	"os"
 	"slices"
 	"strings"
@@ -34,6 +35,10 @@ func TestCompileTLS(t *testing.T) {
 				switch r := r.(type) {
 				case modules.TLSFiles:
 					found["tls"] = true
+					// Clients verify PostgreSQL's certificate through the VIP.
+					if slices.Contains(m.Cluster.Postgres.Hosts, h.Host) {
+						found["vip"] = slices.ContainsFunc(r.IPs, func(ip net.IP) bool { return ip.String() == "10.0.0.100" })
+					}
 					if _, isPkg := h.Resources[i-1].(modules.Packages); !isPkg && len(r.Keys) > 0 {
 						t.Errorf("%s on %s does not follow the packages", r.Address(), h.Host)
 					}
@@ -58,7 +63,7 @@ func TestCompileTLS(t *testing.T) {
 			}
 		}
 	}
-	for _, k := range []string{"tls", "restart", "etcd", "agent", "hba", "etcdctl", "haproxy"} {
+	for _, k := range []string{"tls", "vip", "restart", "etcd", "agent", "hba", "etcdctl", "haproxy"} {
 		if !found[k] {
 			t.Errorf("%s: not as TLS wants it", k)
 		}

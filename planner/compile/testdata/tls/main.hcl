@@ -35,6 +35,12 @@ cluster "main" {
   haproxy {
     hosts = ["lb", "node1"]
   }
+  keepalived {
+    vip       = "10.0.0.100/24"
+    interface = "eth0"
+    router_id = 51
+    password  = var.pw
+  }
   tls {
     ca_cert = file("ca.crt")
     ca_key  = var.ca_key
