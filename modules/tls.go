@@ -527,11 +527,12 @@ func (r TLSRestart) Watches() []string { return r.WatchList }
 // service started before the CA bundle was written.
 func (r TLSRestart) Notify(changed []string) (planner.Change, []Step) {
 	u := executors.Quote(r.Unit)
+	// Microseconds on both sides: a bundle written in the second the
+	// service started is no reason to restart it.
 	cmd := "systemctl is-active -q " + u + " || exit 0\n" +
-		"pid=$(systemctl show -p MainPID --value " + u + "); [ \"${pid:-0}\" -gt 0 ] || exit 0\n" +
-		"started=$(( $(date +%s) - $(ps -o etimes= -p \"$pid\") ))\n" +
-		"bundle=$(stat -c %Y " + TLSCAFile + ")\n" +
-		"if [ \"$started\" -le \"$bundle\" ]; then systemctl restart " + u + "; fi\n"
+		"started=$(systemctl show -p ExecMainStartTimestamp --value --timestamp=us+utc " + u + ")\n" +
+		"[ -n \"$started\" ] || exit 0\n" +
+		"if [ -n \"$(find " + TLSCAFile + " -newermt \"$started\")\" ]; then systemctl restart " + u + "; fi\n"
 	return planner.Change{Resource: r.Address(), Action: planner.Update, Impact: "restart of " + r.Unit + " (one host at a time)",
 			Reason: "its TLS files changed: " + strings.Join(changed, ", ")},
 		[]Step{{Desc: "systemctl restart " + r.Unit + " if it started before " + TLSCAFile + " was written", Cmd: cmd}}
