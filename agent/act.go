@@ -183,7 +183,17 @@ func (a *Agent) do(ctx context.Context, v ha.View, act ha.Action) error {
 
 // startStandby configures the data directory as a standby of target and
 // starts it (after a clone or a rewind).
+//
+// The member's own parameters and pg_hba.conf are written first: a clone
+// or a rewind copied the leader's, which may name the leader's files (its
+// TLS certificate) or predate a reload.
 func (a *Agent) startStandby(ctx context.Context, v ha.View, target string) error {
+	if err := a.pg.SetParameters(ctx, a.parameters()); err != nil {
+		return fmt.Errorf("parameters of the standby: %w", err)
+	}
+	if err := a.writeHBA(); err != nil {
+		return err
+	}
 	if err := a.pg.ConfigureStandby(ctx, a.connInfo(v, target), pg.SlotName(a.cfg.Name)); err != nil {
 		return err
 	}
@@ -209,6 +219,9 @@ func (a *Agent) connInfo(v ha.View, name string) pg.ConnInfo {
 		Password:       a.cfg.Postgres.Replication.Password,
 		AppName:        a.cfg.Name,
 		ConnectTimeout: 3,
+	}
+	if a.cfg.TLS.On() {
+		ci.SSLMode, ci.SSLRootCert = "verify-full", a.cfg.TLS.CAFile
 	}
 	if v.DCS != nil {
 		if m, ok := v.DCS.Member(name); ok {
@@ -279,6 +292,7 @@ func (a *Agent) ensureRoles(ctx context.Context) error {
 // parameters are the spec's PostgreSQL parameters over what HA needs.
 func (a *Agent) parameters() map[string]string {
 	params := maps.Clone(requiredParameters)
+	maps.Copy(params, a.cfg.TLS.postgresParameters())
 	maps.Copy(params, a.cfg.Postgres.Parameters)
 	return params
 }

@@ -140,6 +140,15 @@ func (a *Agent) takeReload(ctx context.Context) {
 	if err := a.writeHBA(); err != nil {
 		a.log.Warn("reload: writing pg_hba.conf", "err", err)
 	}
+	if a.cfg.TLS.On() {
+		// PostgreSQL reads its certificate and key again on a reload
+		// (pgherd apply reloads the agent after writing new ones).
+		if running, _ := a.pg.Running(); running {
+			if err := a.pg.Reload(ctx); err != nil {
+				a.log.Warn("reload: PostgreSQL", "err", err)
+			}
+		}
+	}
 	a.log.Info("configuration reloaded")
 }
 
@@ -235,6 +244,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		// up to a second, and a tighter bound turned slow renewals into
 		// failed ones, and those into fencing (seen in the lab e2e).
 		RequestTimeout: min(2*time.Second, 2*a.cfg.HA.TTL.Duration/3),
+		TLS:            a.cfg.TLS.Client(),
 		Logger:         a.log.With("component", "dcs"),
 	})
 	if err != nil {
@@ -251,7 +261,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		MaxLoopAge: 3*a.cfg.HA.TTL.Duration + 10*time.Second}
 	apiCtx, stopAPI := context.WithCancel(context.WithoutCancel(ctx))
 	apiDone := make(chan error, 1)
-	go func() { apiDone <- a.api.ListenAndServe(apiCtx, a.cfg.API.Listen, nil) }()
+	go func() { apiDone <- a.api.ListenAndServe(apiCtx, a.cfg.API.Listen, a.cfg.TLS.Server()) }()
 	defer func() {
 		stopAPI()
 		<-apiDone

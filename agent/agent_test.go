@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -21,6 +23,7 @@ import (
 	"github.com/pgherd/pgherd/agent/api"
 	"github.com/pgherd/pgherd/agent/dcs/etcdtest"
 	"github.com/pgherd/pgherd/agent/pg"
+	"github.com/pgherd/pgherd/internal/tlstest"
 )
 
 const testBinDir = "/usr/lib/postgresql/15/bin"
@@ -38,6 +41,33 @@ type testCluster struct {
 	base    string
 	members map[string]*member
 	names   []string
+	// ca, when set, issued every member's certificate: the test's own
+	// connections verify the servers with it.
+	ca *tlstest.CA
+}
+
+// sslMode is how the test connects to PostgreSQL.
+func (c *testCluster) sslMode(name string) string {
+	if c.ca == nil {
+		return "sslmode=disable"
+	}
+	return "sslmode=verify-full sslrootcert=" + c.members[name].cfg.TLS.CAFile
+}
+
+// apiURL is the member's API address with the scheme it serves.
+func (c *testCluster) apiURL(name string) string {
+	return c.members[name].cfg.TLS.scheme() + "://" + c.members[name].cfg.API.Listen
+}
+
+// httpClient reaches the members' API, trusting the test's CA.
+func (c *testCluster) httpClient() *http.Client {
+	cl := &http.Client{Timeout: 90 * time.Second}
+	if c.ca != nil {
+		roots := x509.NewCertPool()
+		roots.AddCert(c.ca.Cert)
+		cl.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}
+	}
+	return cl
 }
 
 func freePortOn(t *testing.T, addr string) int {
@@ -53,26 +83,46 @@ func freePortOn(t *testing.T, addr string) int {
 // newTestCluster prepares n members (not started) against a real etcd.
 func newTestCluster(t *testing.T, n int, mod func(*Config)) *testCluster {
 	t.Helper()
+	return newCluster(t, n, nil, mod)
+}
+
+// newTLSTestCluster prepares n members that use TLS everywhere, with
+// certificates of ca: etcd over https with client certificates, the API
+// over HTTPS, PostgreSQL with ssl on, hostssl rules only and replication
+// with sslmode=verify-full.
+func newTLSTestCluster(t *testing.T, n int, ca *tlstest.CA) *testCluster {
+	t.Helper()
+	return newCluster(t, n, ca, nil)
+}
+
+func newCluster(t *testing.T, n int, ca *tlstest.CA, mod func(*Config)) *testCluster {
+	t.Helper()
 	if _, err := os.Stat(filepath.Join(testBinDir, "postgres")); err != nil {
 		t.Skipf("PostgreSQL 15 is not installed at %s: %v", testBinDir, err)
 	}
 	if os.Geteuid() != 0 {
 		t.Skip("the agent tests run PostgreSQL as the postgres user and need root")
 	}
-	etcd := etcdtest.Start(t, 1)
 	base, err := os.MkdirTemp("", "pgherd-agent-test-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	os.Chmod(base, 0o755)
 	t.Cleanup(func() { os.RemoveAll(base) })
+	var etcd *etcdtest.Cluster
+	if ca != nil {
+		f := ca.WriteFiles(t, base, "etcd", []string{"localhost"}, "127.0.0.1")
+		etcd = etcdtest.StartTLS(t, 1, etcdtest.TLS{CAFile: f.CA, CertFile: f.Cert, KeyFile: f.Key})
+	} else {
+		etcd = etcdtest.Start(t, 1)
+	}
 	u, err := user.Lookup("postgres")
 	if err != nil {
 		t.Fatal(err)
 	}
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
-	c := &testCluster{t: t, base: base, members: map[string]*member{}}
+	c := &testCluster{t: t, base: base, members: map[string]*member{}, ca: ca}
 	for i := 1; i <= n; i++ {
 		name := fmt.Sprintf("node%d", i)
 		addr := fmt.Sprintf("127.0.0.%d", 10+i)
@@ -102,6 +152,19 @@ func newTestCluster(t *testing.T, n int, mod func(*Config)) *testCluster {
 		cfg.HA.LoopWait.Duration = time.Second
 		cfg.HA.MaximumLagOnFailover = 16 << 20
 		cfg.HA.SynchronousMode = "off"
+		if ca != nil {
+			tdir := filepath.Join(dir, "tls")
+			if err := os.Mkdir(tdir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			f := ca.WriteFiles(t, tdir, "host", []string{name}, addr)
+			// PostgreSQL reads its key as postgres.
+			if err := os.Chown(f.Key, uid, gid); err != nil {
+				t.Fatal(err)
+			}
+			cfg.TLS = TLSFiles{CAFile: f.CA, CertFile: f.Cert, KeyFile: f.Key}
+			cfg.Postgres.HBA = "local all all trust\nhostssl replication replicator 127.0.0.0/8 scram-sha-256\nhostssl all all 127.0.0.0/8 scram-sha-256\n"
+		}
 		if mod != nil {
 			mod(cfg)
 		}
@@ -211,8 +274,8 @@ func (c *testCluster) conn(name string) *pgx.Conn {
 	m := c.members[name]
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=postgres password=su-secret dbname=postgres sslmode=disable",
-		m.cfg.Address, m.cfg.Postgres.Port))
+	conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=postgres password=su-secret dbname=postgres %s",
+		m.cfg.Address, m.cfg.Postgres.Port, c.sslMode(name)))
 	if err != nil {
 		c.t.Fatalf("connect to %s: %v", name, err)
 	}
@@ -261,10 +324,10 @@ func (c *testCluster) waitCount(name string, n int) {
 func (c *testCluster) post(name, path, body string) (int, string) {
 	c.t.Helper()
 	m := c.members[name]
-	req, _ := http.NewRequest(http.MethodPost, "http://"+m.cfg.API.Listen+path, strings.NewReader(body))
+	req, _ := http.NewRequest(http.MethodPost, c.apiURL(name)+path, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+m.cfg.API.Token)
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := (&http.Client{Timeout: 90 * time.Second}).Do(req)
+	resp, err := c.httpClient().Do(req)
 	if err != nil {
 		c.t.Fatalf("POST %s to %s: %v", path, name, err)
 	}
@@ -279,6 +342,21 @@ func (c *testCluster) post(name, path, body string) (int, string) {
 		}
 	}
 	return resp.StatusCode, b.String()
+}
+
+// switchover asks the leader through the API to hand over to another
+// running member, waits until it has, and returns the new leader.
+func (c *testCluster) switchover(leader string) string {
+	c.t.Helper()
+	target := c.others(leader)[0]
+	code, body := c.post(leader, "/switchover", fmt.Sprintf(`{"leader": %q, "candidate": %q}`, leader, target))
+	if code != http.StatusOK {
+		c.t.Fatalf("switchover: %d %s", code, body)
+	}
+	if got := c.waitRoles(60 * time.Second); got != target {
+		c.t.Fatalf("leader is %s after a switchover to %s", got, target)
+	}
+	return target
 }
 
 func (c *testCluster) others(name string) []string {
@@ -333,16 +411,8 @@ func TestAgentLifecycle(t *testing.T) {
 	})
 
 	t.Run("switchover through the API", func(t *testing.T) {
-		target := c.others(leader)[0]
-		code, body := c.post(leader, "/switchover", fmt.Sprintf(`{"leader": %q, "candidate": %q}`, leader, target))
-		if code != http.StatusOK {
-			t.Fatalf("switchover: %d %s", code, body)
-		}
-		if got := c.waitRoles(60 * time.Second); got != target {
-			t.Fatalf("leader is %s after a switchover to %s", got, target)
-		}
 		old := leader
-		leader = target
+		leader = c.switchover(leader)
 		c.exec(leader, "INSERT INTO t SELECT generate_series(201, 300)")
 		c.waitCount(old, 300)
 	})

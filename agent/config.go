@@ -89,6 +89,13 @@ type Config struct {
 		Token  string `json:"token,omitempty"`
 	} `json:"api"`
 
+	// TLS, when set, is used everywhere: etcd (https endpoints, this
+	// certificate as client certificate), the API (HTTPS), PostgreSQL
+	// (ssl = on) and replication (sslmode=verify-full). The files are read
+	// again when they change, so that renewed certificates need no
+	// restart.
+	TLS TLSFiles `json:"tls,omitzero"`
+
 	// Backup configures archiving and base backups (see backupconfig.go);
 	// nil when the spec has no backup block.
 	Backup *BackupConfig `json:"backup,omitempty"`
@@ -142,6 +149,9 @@ func (c *Config) check() error {
 	need(len(c.Etcd.Endpoints) > 0, "etcd.endpoints is required")
 	need(c.Postgres.Superuser.User != "", "postgres.superuser.user is required")
 	need(c.Postgres.Replication.User != "" && c.Postgres.Replication.Password != "", "postgres.replication user and password are required")
+	if err := c.TLS.check(); err != nil {
+		errs = append(errs, err)
+	}
 	need(c.HA.TTL.Duration >= 2*time.Second, "ha.ttl must be at least 2s")
 	need(c.HA.LoopWait.Duration > 0 && c.HA.LoopWait.Duration*2 <= c.HA.TTL.Duration, "ha.loop_wait must be positive and at most half of ttl")
 	if c.Postgres.SocketDir == "" {

@@ -257,7 +257,7 @@ func (a *Agent) member(v ha.View) dcs.Member {
 		Name:        s.Name,
 		Role:        string(s.Role),
 		State:       string(a.lastStatus.State),
-		APIURL:      "http://" + hostPort(a.cfg.Address, apiPort(a.cfg.API.Listen)) + "/patroni",
+		APIURL:      a.cfg.TLS.scheme() + "://" + hostPort(a.cfg.Address, apiPort(a.cfg.API.Listen)) + "/patroni",
 		ConnURL:     "postgres://" + hostPort(a.cfg.Address, strconv.Itoa(a.cfg.Postgres.Port)) + "/postgres",
 		Healthy:     s.Healthy,
 		Timeline:    s.Timeline,

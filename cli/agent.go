@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -96,7 +97,7 @@ upgrade of the agent (the next agent takes the key over within the ttl).`,
 	}
 	c.Flags().StringVar(&configPath, "config", agent.ConfigPath, "the agent's configuration file")
 
-	var api string
+	var api, caFile string
 	status := &cobra.Command{
 		Use:   "status",
 		Short: "Print the cluster as the local agent sees it (its /cluster document)",
@@ -104,11 +105,23 @@ upgrade of the agent (the next agent takes the key over within the ttl).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), 3*time.Second)
 			defer cancel()
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+api+"/cluster", nil)
+			client, scheme := http.DefaultClient, "http"
+			if caFile != "" {
+				host, _, err := net.SplitHostPort(api)
+				if err != nil {
+					return fmt.Errorf("--api %q: %w", api, err)
+				}
+				cfg, err := agent.HTTPClientTLS(caFile, host)
+				if err != nil {
+					return err
+				}
+				client, scheme = &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}, "https"
+			}
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+api+"/cluster", nil)
 			if err != nil {
 				return err
 			}
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := client.Do(req)
 			if err != nil {
 				return fmt.Errorf("the agent at %s does not answer: %w", api, err)
 			}
@@ -118,6 +131,7 @@ upgrade of the agent (the next agent takes the key over within the ttl).`,
 		},
 	}
 	status.Flags().StringVar(&api, "api", "127.0.0.1:8008", "the agent's API address")
+	status.Flags().StringVar(&caFile, "tls-ca", "", "reach the API over HTTPS, verifying it with this CA bundle and the --api host")
 	c.AddCommand(status)
 	return c
 }

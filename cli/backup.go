@@ -347,7 +347,7 @@ func isInRecovery(ctx context.Context, conn string) (bool, error) {
 // primaryConnString reads the leader from etcd and reaches it as the
 // superuser.
 func primaryConnString(ctx context.Context, cfg *agent.Config, log *slog.Logger) (string, error) {
-	cli, err := dcs.New(ctx, dcs.Options{Endpoints: cfg.Etcd.Endpoints, Cluster: cfg.Cluster, Logger: log.With("component", "dcs")})
+	cli, err := dcs.New(ctx, dcs.Options{Endpoints: cfg.Etcd.Endpoints, Cluster: cfg.Cluster, TLS: cfg.TLS.Client(), Logger: log.With("component", "dcs")})
 	if err != nil {
 		return "", err
 	}

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pgherd/pgherd/executors"
+	"github.com/pgherd/pgherd/modules"
 	"github.com/pgherd/pgherd/spec"
 )
 
@@ -47,26 +50,35 @@ func poolConnector(m *spec.Model, pool *executors.Pool) hostConnector {
 type apiClient struct {
 	host string
 	port int
+	base string // "http://127.0.0.1:8008"
 	http *http.Client
 }
 
-func newAPIClient(h statusHost, name string, port int) *apiClient {
+func newAPIClient(h statusHost, c *spec.Cluster, name string, port int) *apiClient {
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	return &apiClient{host: name, port: port, http: &http.Client{
-		Transport: &http.Transport{
-			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				return h.DialContext(ctx, "tcp", addr)
-			},
-			// Each open connection holds an SSH session slot.
-			DisableKeepAlives: true,
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return h.DialContext(ctx, "tcp", addr)
 		},
+		// Each open connection holds an SSH session slot.
+		DisableKeepAlives: true,
+	}
+	a := &apiClient{host: name, port: port, base: "http://" + addr, http: &http.Client{
+		Transport:     tr,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}}
+	if c != nil && c.TLS != nil {
+		// HTTPS, verified with the spec's CAs against the host's name,
+		// which the certificates pgherd issues name.
+		roots := x509.NewCertPool()
+		roots.AppendCertsFromPEM([]byte(c.TLS.CACert))
+		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots, ServerName: name}
+		a.base = "https://" + addr
+	}
+	return a
 }
 
-func (c *apiClient) url(path string) string {
-	return "http://127.0.0.1:" + strconv.Itoa(c.port) + path
-}
+func (c *apiClient) url(path string) string { return c.base + path }
 
 // getJSON reads path into v; any status but 200 is an error.
 func (c *apiClient) getJSON(ctx context.Context, path string, v any) error {
@@ -228,7 +240,7 @@ func gatherStatus(ctx context.Context, m *spec.Model, connect hostConnector, o s
 		i := len(r.Members)
 		r.Members = append(r.Members, MemberReport{Member: hn, Host: hostAddress(m, hn)})
 		wg.Go(func() {
-			row := readMember(ctx, connect, hn, c.HA.APIPort, o.timeout)
+			row := readMember(ctx, connect, c, hn, c.HA.APIPort, o.timeout)
 			mu.Lock()
 			row.Member, row.Host = r.Members[i].Member, r.Members[i].Host
 			r.Members[i] = row
@@ -295,7 +307,7 @@ func hostAddress(m *spec.Model, name string) string {
 	return ""
 }
 
-func readMember(ctx context.Context, connect hostConnector, name string, port int, timeout time.Duration) MemberReport {
+func readMember(ctx context.Context, connect hostConnector, c *spec.Cluster, name string, port int, timeout time.Duration) MemberReport {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	h, err := connect(ctx, name)
@@ -303,7 +315,7 @@ func readMember(ctx context.Context, connect hostConnector, name string, port in
 		return MemberReport{Unreachable: true, Error: err.Error()}
 	}
 	var st memberStatus
-	if err := newAPIClient(h, name, port).getJSON(ctx, "/patroni", &st); err != nil {
+	if err := newAPIClient(h, c, name, port).getJSON(ctx, "/patroni", &st); err != nil {
 		return MemberReport{Error: err.Error()}
 	}
 	row := MemberReport{
@@ -373,11 +385,8 @@ func holdsVIP(ipAddrOutput, vip string) bool {
 func probeEtcd(ctx context.Context, m *spec.Model, connect hostConnector, hosts []string, timeout time.Duration) EtcdReport {
 	c := m.Cluster
 	r := EtcdReport{Expected: len(c.Etcd.Hosts), Endpoints: []EtcdHealth{}}
-	cmd := executors.Join("env", "ETCDCTL_API=3", "etcdctl",
-		"--endpoints=http://127.0.0.1:"+strconv.Itoa(c.Etcd.ClientPort),
-		"--dial-timeout=2s", "--command-timeout=5s",
-		"endpoint", "health", "--cluster", "-w", "json")
 	for _, hn := range hosts {
+		cmd := etcdHealthCmd(m, hn)
 		out, prob := func() ([]byte, *HostProblem) {
 			ctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
@@ -752,4 +761,20 @@ lagging, the VIP on no host or on two, an etcd member down, ...).`,
 	c.Flags().BoolVar(&asJSON, "json", false, "machine-readable JSON output")
 	c.Flags().DurationVar(&timeout, "timeout", 15*time.Second, "how long to wait for each host")
 	return c
+}
+
+// etcdHealthCmd asks etcdctl on host hn for the health of every member;
+// with TLS, over HTTPS to the host's own address with its certificate.
+func etcdHealthCmd(m *spec.Model, hn string) string {
+	c := m.Cluster
+	words := []string{"env", "ETCDCTL_API=3", "etcdctl", "--endpoints=http://127.0.0.1:" + strconv.Itoa(c.Etcd.ClientPort)}
+	if c.TLS != nil {
+		addr := hn
+		if i := slices.IndexFunc(m.Hosts, func(h spec.Host) bool { return h.Name == hn }); i >= 0 {
+			addr = m.Hosts[i].Address
+		}
+		words = []string{"env", "ETCDCTL_API=3", "etcdctl", "--endpoints=https://" + net.JoinHostPort(addr, strconv.Itoa(c.Etcd.ClientPort)),
+			"--cacert=" + modules.TLSCAFile, "--cert=" + modules.TLSCertFile, "--key=" + modules.TLSKeyFile("etcd")}
+	}
+	return executors.Join(append(words, "--dial-timeout=2s", "--command-timeout=5s", "endpoint", "health", "--cluster", "-w", "json")...)
 }

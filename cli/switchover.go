@@ -49,7 +49,7 @@ func findCluster(ctx context.Context, c *spec.Cluster, connect hostConnector) (*
 				return nil, err
 			}
 			var cs clusterStatus
-			if err := newAPIClient(h, hn, c.HA.APIPort).getJSON(ctx, "/cluster", &cs); err != nil {
+			if err := newAPIClient(h, c, hn, c.HA.APIPort).getJSON(ctx, "/cluster", &cs); err != nil {
 				return nil, err
 			}
 			return &cs, nil
@@ -65,12 +65,12 @@ func findCluster(ctx context.Context, c *spec.Cluster, connect hostConnector) (*
 // postSwitchover asks the leader's agent for a switchover. It returns the
 // agent's answer on success (200 or 202), and an error wrapping
 // errSwitchoverRefused with the agent's reason otherwise.
-func postSwitchover(ctx context.Context, h statusHost, leader string, port int, token string, req switchoverRequest) (int, string, error) {
+func postSwitchover(ctx context.Context, h statusHost, c *spec.Cluster, leader string, port int, token string, req switchoverRequest) (int, string, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return 0, "", err
 	}
-	api := newAPIClient(h, leader, port)
+	api := newAPIClient(h, c, leader, port)
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, api.url("/switchover"), bytes.NewReader(body))
 	if err != nil {
 		return 0, "", err
@@ -103,7 +103,7 @@ func waitLeader(ctx context.Context, c *spec.Cluster, connect hostConnector, old
 					return nil, err
 				}
 				var st memberStatus
-				return &st, newAPIClient(h, cs.Leader, c.HA.APIPort).getJSON(ctx, "/patroni", &st)
+				return &st, newAPIClient(h, c, cs.Leader, c.HA.APIPort).getJSON(ctx, "/patroni", &st)
 			}()
 			if err == nil && st.Role == "primary" && st.Pgherd.IsLeader && st.Pgherd.LeaseValid {
 				return cs.Leader, nil
@@ -212,7 +212,7 @@ shown: a target that is not a streaming replica, a lagging one, ...).`,
 			start := time.Now()
 			pctx, cancel := context.WithTimeout(ctx, wait)
 			defer cancel()
-			code, msg, err := postSwitchover(pctx, h, cs.Leader, c.HA.APIPort, c.HA.APIToken, req)
+			code, msg, err := postSwitchover(pctx, h, c, cs.Leader, c.HA.APIPort, c.HA.APIToken, req)
 			if err != nil {
 				return errors.New(m.Mask(err.Error()))
 			}

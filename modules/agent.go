@@ -131,8 +131,11 @@ type ClusterReady struct {
 	// cluster (DetachedMember): members under other names, still in the
 	// DCS, have no host block, and the plan says pgherd cannot detach them.
 	Detached []string
-	// API is the local agent's address, "127.0.0.1:8008".
+	// API is the local agent's address, "127.0.0.1:8008" (with TLS, the
+	// host's address, which its certificate names).
 	API string
+	// TLSCA, when set, is the CA bundle the API's HTTPS is verified with.
+	TLSCA string
 	// Timeout bounds the wait (default 5 minutes).
 	Timeout time.Duration
 }
@@ -144,7 +147,16 @@ func (c ClusterReady) Address() string { return "cluster." + c.Cluster }
 // saying why there is none.
 func (c ClusterReady) Probe() string {
 	return "[ -x " + AgentBinaryPath + " ] || { echo '#absent'; exit 0; }; " +
-		AgentBinaryPath + " agent status --api " + executors.Quote(c.API) + " 2>/dev/null || echo '#unreachable'"
+		agentStatusCmd(c.API, c.TLSCA) + " 2>/dev/null || echo '#unreachable'"
+}
+
+// agentStatusCmd prints the local agent's /cluster document.
+func agentStatusCmd(api, tlsCA string) string {
+	cmd := AgentBinaryPath + " agent status --api " + executors.Quote(api)
+	if tlsCA != "" {
+		cmd += " --tls-ca " + executors.Quote(tlsCA)
+	}
+	return cmd
 }
 
 // clusterDoc is the part of the agent's /cluster document ClusterReady reads.

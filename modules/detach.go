@@ -44,6 +44,7 @@ type DetachedMember struct {
 	// API is the local agent's address ("127.0.0.1:8008"); Others are the
 	// agent addresses of the cluster's database hosts.
 	API    string   `json:"api"`
+	TLSCA  string   `json:"tls_ca,omitempty"` // the CA bundle of an HTTPS API
 	Others []string `json:"others"`
 	// DataDir is the PostgreSQL data directory; RemoveData deletes it
 	// (the -remove-data flag of plan and apply).
@@ -76,7 +77,7 @@ func (d DetachedMember) Probe() string {
 		"echo active=$(systemctl is-active " + AgentUnit + " 2>/dev/null)\n" +
 		"if grep -qF " + executors.Quote(`"cluster": `+jsonString(d.Cluster)) + " /etc/pgherd/agent.json 2>/dev/null; then echo ours=yes; fi\n" +
 		"if [ -d " + executors.Quote(d.DataDir) + " ]; then echo data=yes; fi\n" +
-		"if [ -x " + AgentBinaryPath + " ]; then echo '#cluster'; " + AgentBinaryPath + " agent status --api " + executors.Quote(d.API) + " 2>/dev/null; fi\nexit 0\n"
+		"if [ -x " + AgentBinaryPath + " ]; then echo '#cluster'; " + agentStatusCmd(d.API, d.TLSCA) + " 2>/dev/null; fi\nexit 0\n"
 }
 
 func jsonString(s string) string {

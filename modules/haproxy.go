@@ -39,6 +39,9 @@ type HAProxyConfig struct {
 	Check HAProxyCheck
 	// MaxConn is haproxy's global connection limit (default 1000).
 	MaxConn int
+	// CAFile, when set, makes the checks use HTTPS, verifying the agents'
+	// certificates with this CA bundle.
+	CAFile string
 }
 
 // Backend is one PostgreSQL member behind HAProxy.
@@ -116,6 +119,9 @@ func (c HAProxyConfig) validate() error {
 	}
 	if c.Bind != "*" && net.ParseIP(c.Bind) == nil {
 		return fmt.Errorf("haproxy: bind %q: want \"*\" or an IP address: %w", c.Bind, ErrInvalid)
+	}
+	if c.CAFile != "" && (!strings.HasPrefix(c.CAFile, "/") || !haAddr.MatchString(strings.ReplaceAll(c.CAFile, "/", ""))) {
+		return fmt.Errorf("haproxy: CA file %q: want an absolute path: %w", c.CAFile, ErrInvalid)
 	}
 	if len(c.Members) == 0 {
 		return fmt.Errorf("haproxy: no members: %w", ErrInvalid)
@@ -217,7 +223,11 @@ func RenderHAProxy(cfg HAProxyConfig) (string, error) {
 		w("    default-server inter %s fastinter %s downinter %s fall %d rise %d on-marked-down shutdown-sessions",
 			haDuration(ck.Inter), haDuration(ck.FastInter), haDuration(ck.DownInter), ck.Fall, ck.Rise)
 		for _, m := range c.Members {
-			w("    server %s %s check port %d", m.Name, haHostPort(m.Address, m.PGPort), c.APIPort)
+			line := fmt.Sprintf("    server %s %s check port %d", m.Name, haHostPort(m.Address, m.PGPort), c.APIPort)
+			if c.CAFile != "" {
+				line += " check-ssl verify required ca-file " + c.CAFile
+			}
+			w("%s", line)
 		}
 	}
 	return b.String(), nil

@@ -50,6 +50,7 @@ var haproxyCases = []struct {
 		Members: threeMembers, MaxConn: 5000,
 		Check: HAProxyCheck{Inter: 2 * time.Second, FastInter: 250 * time.Millisecond, DownInter: 5 * time.Second, Fall: 3, Rise: 2},
 	}},
+	{"tls", HAProxyConfig{Cluster: "main", Members: threeMembers, CAFile: TLSCAFile}},
 	{"ipv6", HAProxyConfig{Cluster: "v6", Bind: "::1", Members: []Backend{{Name: "a", Address: "fd00::11"}, {Name: "b", Address: "localhost"}}}},
 }
 

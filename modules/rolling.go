@@ -3,6 +3,8 @@ package modules
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -82,6 +84,11 @@ type PostgresRoll struct {
 	// verbs (never printed).
 	APIPort int    `json:"api_port"`
 	Token   string `json:"-"`
+	// TLSCA, when set, are the CAs the agents' HTTPS API is verified
+	// with; the local agent is then reached at HostAddress, which its
+	// certificate names.
+	TLSCA       []*x509.Certificate `json:"-"`
+	HostAddress string              `json:"host_address,omitempty"`
 	// SuperuserPassword lets the leader's step read the version the
 	// replicas run (over TCP from the leader's host; never printed).
 	SuperuserPassword string `json:"-"`
@@ -337,7 +344,7 @@ type Dialer interface {
 // agentAPI talks to the agents' REST API from a host.
 type agentAPI struct {
 	http  *http.Client
-	local string // "127.0.0.1:8008"
+	local string // "http://127.0.0.1:8008", "https://10.0.0.1:8008"
 	token string
 }
 
@@ -349,14 +356,24 @@ func (r PostgresRoll) api(h Host) (*agentAPI, error) {
 	if r.Token == "" {
 		return nil, fmt.Errorf("rolling steps need the cluster's api_token (ha { api_token = ... }): %w", ErrInvalid)
 	}
-	return &agentAPI{
+	a := &agentAPI{
 		http: &http.Client{Transport: &http.Transport{
 			DialContext:       func(ctx context.Context, _, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) },
 			DisableKeepAlives: true,
 		}, Timeout: 2 * time.Minute},
-		local: "127.0.0.1:" + strconv.Itoa(r.APIPort),
+		local: "http://127.0.0.1:" + strconv.Itoa(r.APIPort),
 		token: r.Token,
-	}, nil
+	}
+	if len(r.TLSCA) > 0 {
+		// The host's own address, which its certificate names.
+		roots := x509.NewCertPool()
+		for _, c := range r.TLSCA {
+			roots.AddCert(c)
+		}
+		a.http.Transport.(*http.Transport).TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}
+		a.local = "https://" + net.JoinHostPort(r.HostAddress, strconv.Itoa(r.APIPort))
+	}
+	return a, nil
 }
 
 // rollCluster is the part of GET /cluster the rolling steps read.
@@ -433,7 +450,7 @@ func (e *apiError) Error() string { return e.msg }
 
 func (a *agentAPI) cluster(ctx context.Context) (*rollCluster, error) {
 	var c rollCluster
-	return &c, a.do(ctx, http.MethodGet, "http://"+a.local+"/cluster", nil, &c)
+	return &c, a.do(ctx, http.MethodGet, a.local+"/cluster", nil, &c)
 }
 
 // member reads a member's status at its api_url ("http://10.0.0.2:8008/patroni").
@@ -562,7 +579,7 @@ func (r PostgresRoll) handOver(ctx context.Context, h Host, target string) error
 		return fmt.Errorf("%w on %s: no streaming replica runs %s within the lag gate to switch over to (%s): the replicas go first",
 			ErrGate, r.Member, target, strings.Join(others, ", "))
 	}
-	err = api.do(ctx, http.MethodPost, "http://"+api.local+"/switchover",
+	err = api.do(ctx, http.MethodPost, api.local+"/switchover",
 		map[string]string{"leader": r.Member, "candidate": best}, nil)
 	// 503: the agents took the request but it did not finish within the
 	// agent's action timeout (a slow shutdown checkpoint, a slow host):
@@ -605,7 +622,7 @@ func (r PostgresRoll) restart(ctx context.Context, h Host, target string) error 
 	if err != nil {
 		return err
 	}
-	if err := api.do(ctx, http.MethodPost, "http://"+api.local+"/restart", map[string]any{}, nil); err != nil {
+	if err := api.do(ctx, http.MethodPost, api.local+"/restart", map[string]any{}, nil); err != nil {
 		return err
 	}
 	return r.waitMember(ctx, api, func(c *rollCluster, m *rollMember) string {
@@ -642,7 +659,7 @@ func (r PostgresRoll) waitMember(ctx context.Context, api *agentAPI, missing fun
 		c, err := api.cluster(ctx)
 		if err == nil {
 			var m *rollMember
-			if m, err = api.member(ctx, "http://"+api.local+"/patroni"); err == nil {
+			if m, err = api.member(ctx, api.local+"/patroni"); err == nil {
 				if last = missing(c, m); last == "" {
 					return nil
 				}

@@ -59,6 +59,7 @@ func (l *loader) decodeCluster(blocks []*blockIn) {
 	c.HAProxy = l.decodeHAProxy(d, c.Postgres.Hosts, ports)
 	c.Keepalived = l.decodeKeepalived(d, c.HAProxy)
 	c.Backup = l.decodeBackup(d, c)
+	c.TLS = l.decodeTLS(d, c)
 	l.checkPorts(ports)
 	l.m.Cluster = c
 }
@@ -396,7 +397,16 @@ func (l *loader) decodeEtcd(c *decoded, pgHosts []string, ports *portUses) Etcd 
 	e := Etcd{
 		ClientPort: d.integer("client_port"), PeerPort: d.integer("peer_port"),
 		HeartbeatInterval: d.duration("heartbeat_interval"), ElectionTimeout: d.duration("election_timeout"),
-		TLS: d.boolean("tls"), Range: d.defRange(),
+		TLS: len(c.children["tls"]) > 0, Range: d.defRange(),
+	}
+	switch {
+	case !d.good("tls"):
+	case d.boolean("tls") && !e.TLS:
+		l.errorf(d.rng("tls"), "TLS without certificates",
+			"etcd over TLS needs the cluster's certificates: add a tls block to the cluster (ca_cert, and ca_key for pgherd to issue the hosts' certificates), which turns TLS on for every service; then remove tls = true here.")
+	case !d.boolean("tls") && e.TLS:
+		l.errorf(d.rng("tls"), "etcd without TLS",
+			"The cluster has a tls block, so etcd serves its clients and peers over TLS like every other service: remove tls = false.")
 	}
 	e.Hosts = l.hostsOf(d, func() []string {
 		if hs := l.hostsWithRole(RoleEtcd); len(hs) > 0 {

@@ -107,7 +107,8 @@ var clusterSchema = Block{
 				Attr{Name: "heartbeat_interval", Type: cty.String, Kind: KindDuration, Default: cty.StringVal("50ms"), Description: "How often the etcd leader heartbeats its followers."},
 				Attr{Name: "election_timeout", Type: cty.String, Kind: KindDuration, Default: cty.StringVal("500ms"),
 					Description: "How long a follower waits for a heartbeat before it calls an election; at least 5 times `heartbeat_interval`. With a dead etcd leader, failover takes this much longer."},
-				Attr{Name: "tls", Type: cty.Bool, Default: cty.False, Description: "Serve clients and peers over TLS."},
+				Attr{Name: "tls", Type: cty.Bool, DefaultDoc: "`true` when the cluster has a `tls` block",
+					Description: "Serve clients and peers over TLS, with the certificates of the cluster's `tls` block (required for `true`). It cannot be `false` when the cluster has a `tls` block: every service then uses TLS."},
 			),
 		},
 		{
@@ -164,5 +165,6 @@ var clusterSchema = Block{
 			},
 		},
 		backupSchema,
+		tlsSchema,
 	},
 }

@@ -180,6 +180,7 @@ type Cluster struct {
 	HAProxy    *HAProxy    // nil when not wanted
 	Keepalived *Keepalived // nil when not wanted
 	Backup     *Backup     // nil when not wanted
+	TLS        *TLS        // nil when the cluster does not use TLS
 	Range      hcl.Range
 }
 
@@ -255,8 +256,9 @@ type Etcd struct {
 	PeerPort          int
 	HeartbeatInterval time.Duration
 	ElectionTimeout   time.Duration
-	TLS               bool
-	Range             hcl.Range // the cluster's when there is no etcd block
+	// TLS is true when the cluster has a tls block.
+	TLS   bool
+	Range hcl.Range // the cluster's when there is no etcd block
 }
 
 // SyncMode is the HA synchronous replication mode.
@@ -390,5 +392,25 @@ type BackupRetention struct {
 	Full int
 	// Age also keeps every full backup younger than this (0 for none).
 	Age   time.Duration
+	Range hcl.Range
+}
+
+// TLS is the cluster's TLS: the CAs every host trusts and where each host's
+// certificate comes from.
+type TLS struct {
+	// CACert holds the trusted CA certificates, PEM, in the spec's order.
+	CACert string
+	// CAKey is the private key (PEM) of the CA of CACert that issues the
+	// hosts' certificates; "" when every host has a supplied certificate.
+	CAKey string
+	// Hosts are the certificates given by host blocks, by host name.
+	Hosts map[string]HostCert
+	Range hcl.Range
+}
+
+// HostCert is a certificate given for one host.
+type HostCert struct {
+	Cert  string // PEM
+	Key   string // PEM, sensitive
 	Range hcl.Range
 }

@@ -22,6 +22,9 @@ type ConnInfo struct {
 	// it applies (primary_conninfo).
 	AppName string
 	SSLMode string // "" = libpq's default (prefer)
+	// SSLRootCert is the CA file a verify-ca or verify-full connection
+	// checks the server's certificate with.
+	SSLRootCert string
 	// ConnectTimeout in seconds; 0 = 5.
 	ConnectTimeout int
 }
@@ -44,6 +47,7 @@ func (c ConnInfo) String() string {
 	add("dbname", c.DBName)
 	add("application_name", c.AppName)
 	add("sslmode", c.SSLMode)
+	add("sslrootcert", c.SSLRootCert)
 	t := c.ConnectTimeout
 	if t == 0 {
 		t = 5

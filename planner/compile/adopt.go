@@ -12,7 +12,7 @@ import (
 // spec adopts (postgres.adopt): its pre-flight checks and the move of its
 // configuration, before anything else of the cluster is installed there.
 func adoptResource(m *spec.Model, c *spec.Cluster, h spec.Host) (modules.Resource, error) {
-	rules, err := hbaRules(m, c)
+	rules, err := hbaRules(m, c, c.TLS != nil)
 	if err != nil {
 		return nil, err
 	}

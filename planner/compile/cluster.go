@@ -1,12 +1,14 @@
 package compile
 
 import (
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pgherd/pgherd/agent"
 	"github.com/pgherd/pgherd/agent/pg"
@@ -51,7 +53,7 @@ WantedBy=multi-user.target
 // PostgreSQL and the agent, the other hosts detached from the cluster, the
 // wait for the cluster to come up, the rolling procedure (leader last),
 // HAProxy, keepalived. Within a phase the hosts are worked on in parallel.
-func clusterPhases(m *spec.Model, c *spec.Cluster, keep func(string) bool, bin modules.AgentBinary, removeData []string, leader string) ([]engine.Phase, error) {
+func clusterPhases(m *spec.Model, c *spec.Cluster, keep func(string) bool, bin modules.AgentBinary, removeData []string, leader string, now time.Time) ([]engine.Phase, error) {
 	host := func(name string) spec.Host {
 		i := slices.IndexFunc(m.Hosts, func(h spec.Host) bool { return h.Name == name })
 		return m.Hosts[i]
@@ -75,18 +77,26 @@ func clusterPhases(m *spec.Model, c *spec.Cluster, keep func(string) bool, bin m
 		return nil
 	}
 
+	ct, err := newClusterTLS(c, now)
+	if err != nil {
+		return nil, err
+	}
+	scheme := "http://"
+	if ct != nil {
+		scheme = "https://"
+	}
 	var peers []modules.EtcdPeer
 	var endpoints []string
 	for _, hn := range c.Etcd.Hosts {
 		addr := host(hn).Address
-		peers = append(peers, modules.EtcdPeer{Name: hn, PeerURL: modules.EtcdPeerURL(addr, c.Etcd.PeerPort, false)})
-		endpoints = append(endpoints, "http://"+hostPort(addr, c.Etcd.ClientPort))
+		peers = append(peers, modules.EtcdPeer{Name: hn, PeerURL: modules.EtcdPeerURL(addr, c.Etcd.PeerPort, ct != nil)})
+		endpoints = append(endpoints, scheme+hostPort(addr, c.Etcd.ClientPort))
 	}
 	etcdResources := func(h spec.Host) ([]modules.Resource, error) {
 		rs, err := modules.EtcdResources(modules.EtcdConfig{
 			Name: h.Name, Address: h.Address, ClientPort: c.Etcd.ClientPort, PeerPort: c.Etcd.PeerPort,
 			Members: peers, ClusterState: "new", Token: "pgherd-" + c.Name,
-			Heartbeat: c.Etcd.HeartbeatInterval, ElectionTimeout: c.Etcd.ElectionTimeout,
+			Heartbeat: c.Etcd.HeartbeatInterval, ElectionTimeout: c.Etcd.ElectionTimeout, TLS: ct.etcdTLS(),
 		})
 		if err != nil || h.Name != c.Etcd.Hosts[0] {
 			return rs, err
@@ -94,12 +104,16 @@ func clusterPhases(m *spec.Model, c *spec.Cluster, keep func(string) bool, bin m
 		// One member reads the membership of the running cluster and
 		// removes the members the spec no longer has; each member joins
 		// from its own host (etcd_member).
+		local := "http://127.0.0.1:" + strconv.Itoa(c.Etcd.ClientPort)
+		if ct != nil { // the host's address, which its certificate names
+			local = scheme + hostPort(h.Address, c.Etcd.ClientPort)
+		}
 		return append(rs, modules.EtcdMembership{Cluster: sanitize(c.Name), Members: peers, JoinOnHosts: true,
-			Endpoints: []string{"http://127.0.0.1:" + strconv.Itoa(c.Etcd.ClientPort)}}), nil
+			Endpoints: []string{local}, TLS: ct.etcdClient()}), nil
 	}
 
 	roles, dbs := pgObjects(c)
-	hba, err := renderHBA(m, c)
+	hba, err := renderHBA(m, c, ct != nil)
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +130,7 @@ func clusterPhases(m *spec.Model, c *spec.Cluster, keep func(string) bool, bin m
 			}
 			rs = append([]modules.Resource{r}, rs...)
 		}
-		cfg, err := agentConfig(m, c, h, endpoints, hba)
+		cfg, err := agentConfig(m, c, h, endpoints, hba, ct.agentFiles())
 		if err != nil {
 			return nil, err
 		}
@@ -130,7 +144,7 @@ func clusterPhases(m *spec.Model, c *spec.Cluster, keep func(string) bool, bin m
 				Watch: []string{"file." + agent.ConfigPath}},
 			modules.PgHBA{DataDir: c.Postgres.DataDir, Content: hba},
 			modules.PostgresParameters{ConfFile: filepath.Join(c.Postgres.DataDir, "postgresql.auto.conf"),
-				Parameters: archiveParameters(c), Port: c.Postgres.Port, Agent: true},
+				Parameters: pgParameters(c, ct.agentFiles()), Port: c.Postgres.Port, Agent: true},
 			modules.PostgresObjects{Cluster: c.Name, Port: c.Postgres.Port, SocketDir: "/var/run/postgresql",
 				Roles: roles, Databases: dbs, First: h.Name == c.Postgres.Hosts[0]},
 		)
@@ -161,9 +175,34 @@ func clusterPhases(m *spec.Model, c *spec.Cluster, keep func(string) bool, bin m
 			}
 			lists = append(lists, rs)
 		}
-		return mergePackages(lists...), nil
+		rs := mergePackages(lists...)
+		if ct != nil {
+			rs = withTLS(rs, ct.files(c, h))
+		}
+		return rs, nil
 	}); err != nil {
 		return nil, err
+	}
+	// etcd reads its CA bundle only when it starts: a member whose bundle
+	// changed restarts, one at a time.
+	if ct != nil {
+		p := engine.Phase{Name: "etcd tls", Serial: true}
+		for _, hn := range c.Etcd.Hosts {
+			if keep(hn) {
+				p.Hosts = append(p.Hosts, engine.HostResources{Host: hn, Resources: []modules.Resource{
+					modules.TLSRestart{Unit: "etcd", WatchList: []string{"tls." + hn}}}})
+			}
+		}
+		if len(p.Hosts) > 0 {
+			phases = append(phases, p)
+		}
+	}
+	// The local agent's API as the host itself reaches it.
+	localAPI := func(h spec.Host) string {
+		if ct != nil {
+			return hostPort(h.Address, c.HA.APIPort)
+		}
+		return "127.0.0.1:" + strconv.Itoa(c.HA.APIPort)
 	}
 
 	var members []string
@@ -183,7 +222,7 @@ func clusterPhases(m *spec.Model, c *spec.Cluster, keep func(string) bool, bin m
 		}
 	}
 	if err := add("detach", detached, func(h spec.Host) ([]modules.Resource, error) {
-		return []modules.Resource{modules.DetachedMember{Cluster: c.Name, Name: h.Name, API: "127.0.0.1:" + strconv.Itoa(c.HA.APIPort),
+		return []modules.Resource{modules.DetachedMember{Cluster: c.Name, Name: h.Name, API: localAPI(h), TLSCA: ct.caFile(),
 			Others: others, DataDir: c.Postgres.DataDir, RemoveData: slices.Contains(removeData, h.Name)}}, nil
 	}); err != nil {
 		return nil, err
@@ -191,11 +230,15 @@ func clusterPhases(m *spec.Model, c *spec.Cluster, keep func(string) bool, bin m
 	// One host waits for the whole cluster.
 	if err := add("cluster", c.Postgres.Hosts[:1], func(h spec.Host) ([]modules.Resource, error) {
 		return []modules.Resource{modules.ClusterReady{Cluster: c.Name, Members: members, Detached: detached,
-			API: "127.0.0.1:" + strconv.Itoa(c.HA.APIPort)}}, nil
+			API: localAPI(h), TLSCA: ct.caFile()}}, nil
 	}); err != nil {
 		return nil, err
 	}
-	if p := rollingPhase(c, keep, leader); len(p.Hosts) > 0 {
+	var trust []*x509.Certificate
+	if ct != nil {
+		trust = ct.trust
+	}
+	if p := rollingPhase(c, keep, leader, func(hn string) string { return host(hn).Address }, trust); len(p.Hosts) > 0 {
 		phases = append(phases, p)
 	}
 
@@ -215,8 +258,11 @@ func clusterPhases(m *spec.Model, c *spec.Cluster, keep func(string) bool, bin m
 			rs, err := modules.HAProxyResources(modules.HAProxyConfig{
 				Cluster: c.Name, PrimaryPort: hp.PrimaryPort, ReplicaPort: hp.ReplicaPort, StatsPort: hp.StatsPort,
 				APIPort: c.HA.APIPort, Members: backends, MaxConn: hp.MaxConnections,
-				Check: modules.HAProxyCheck{Inter: hp.CheckInterval},
+				Check: modules.HAProxyCheck{Inter: hp.CheckInterval}, CAFile: ct.caFile(),
 			})
+			if err == nil && ct != nil {
+				rs = haproxyTLS(rs, ct, c, h)
+			}
 			if err != nil || ka == nil || !slices.Contains(ka.Hosts, h.Name) {
 				return rs, err
 			}
@@ -275,8 +321,8 @@ func mergePackages(lists ...[]modules.Resource) []modules.Resource {
 // renderHBA is the cluster's pg_hba.conf: local peer access for the
 // postgres user, replication and pg_rewind between the members, then the
 // spec's rules in order.
-func renderHBA(m *spec.Model, c *spec.Cluster) (string, error) {
-	rules, err := hbaRules(m, c)
+func renderHBA(m *spec.Model, c *spec.Cluster, tls bool) (string, error) {
+	rules, err := hbaRules(m, c, tls)
 	if err != nil {
 		return "", err
 	}
@@ -284,17 +330,26 @@ func renderHBA(m *spec.Model, c *spec.Cluster) (string, error) {
 }
 
 // hbaRules are the rules of the cluster's pg_hba.conf, in order.
-func hbaRules(m *spec.Model, c *spec.Cluster) ([]modules.HBARule, error) {
+// With TLS, the rules of type host are hostssl: no connection over the
+// network without TLS.
+func hbaRules(m *spec.Model, c *spec.Cluster, tls bool) ([]modules.HBARule, error) {
+	host := "host"
+	if tls {
+		host = "hostssl"
+	}
 	rules := []modules.HBARule{{Type: "local", Database: "all", User: "postgres", Method: "peer"}}
 	for _, hn := range c.Postgres.Hosts {
 		i := slices.IndexFunc(m.Hosts, func(h spec.Host) bool { return h.Name == hn })
 		addr := m.Hosts[i].Address + "/32"
 		rules = append(rules,
-			modules.HBARule{Type: "host", Database: "replication", User: c.Postgres.ReplicationUser, Address: addr},
-			modules.HBARule{Type: "host", Database: "postgres", User: "postgres", Address: addr},
+			modules.HBARule{Type: host, Database: "replication", User: c.Postgres.ReplicationUser, Address: addr},
+			modules.HBARule{Type: host, Database: "postgres", User: "postgres", Address: addr},
 		)
 	}
 	for _, r := range c.Postgres.HBA {
+		if r.Type == "host" {
+			r.Type = host
+		}
 		rules = append(rules, modules.HBARule{Type: r.Type, Database: r.Database, User: r.User, Address: r.Address, Method: r.Method})
 	}
 	return rules, nil
@@ -316,7 +371,7 @@ func pgObjects(c *spec.Cluster) ([]pg.Role, []pg.Database) {
 }
 
 // agentConfig is the agent's configuration file for host h.
-func agentConfig(m *spec.Model, c *spec.Cluster, h spec.Host, endpoints []string, hba string) (string, error) {
+func agentConfig(m *spec.Model, c *spec.Cluster, h spec.Host, endpoints []string, hba string, tls agent.TLSFiles) (string, error) {
 	var cfg agent.Config
 	cfg.Cluster, cfg.Name, cfg.Address = c.Name, h.Name, h.Address
 	cfg.Postgres.BinDir = fmt.Sprintf("/usr/lib/postgresql/%d/bin", c.Postgres.Version)
@@ -326,7 +381,8 @@ func agentConfig(m *spec.Model, c *spec.Cluster, h spec.Host, endpoints []string
 	cfg.Postgres.Listen = "*"
 	// Debian's log directory belongs to postgres.
 	cfg.Postgres.LogFile = fmt.Sprintf("/var/log/postgresql/postgresql-%d-pgherd.log", c.Postgres.Version)
-	cfg.Postgres.Parameters = archiveParameters(c)
+	cfg.Postgres.Parameters = pgParameters(c, tls)
+	cfg.TLS = tls
 	cfg.Backup = backupConfig(c)
 	cfg.Postgres.HBA = hba
 	cfg.Postgres.Adopt = c.Postgres.Adopt
@@ -372,4 +428,30 @@ func sanitize(s string) string {
 		}
 	}
 	return string(out)
+}
+
+// pgParameters are the server parameters of the spec, with archiving and
+// ssl.
+func pgParameters(c *spec.Cluster, tls agent.TLSFiles) map[string]string {
+	p := archiveParameters(c)
+	if tls.On() {
+		p["ssl"], p["ssl_cert_file"], p["ssl_key_file"], p["ssl_ca_file"] = "on", tls.CertFile, tls.KeyFile, tls.CAFile
+	}
+	return p
+}
+
+// haproxyTLS adds the CA bundle to an HAProxy host that has no TLS files
+// of its own, and reloads HAProxy when the bundle changes.
+func haproxyTLS(rs []modules.Resource, ct *clusterTLS, c *spec.Cluster, h spec.Host) []modules.Resource {
+	addr := "tls." + h.Name
+	for i, r := range rs {
+		if s, ok := r.(modules.Service); ok && s.Name == "haproxy" {
+			s.Watch = append(slices.Clone(s.Watch), addr)
+			rs[i] = s
+		}
+	}
+	if slices.Contains(c.Etcd.Hosts, h.Name) || slices.Contains(c.Postgres.Hosts, h.Name) {
+		return rs // written with the host's certificate
+	}
+	return withTLS(rs, ct.files(c, h))
 }

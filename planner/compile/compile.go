@@ -6,6 +6,7 @@ package compile
 import (
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/pgherd/pgherd/modules"
 	"github.com/pgherd/pgherd/planner/engine"
@@ -26,6 +27,9 @@ type Options struct {
 	// Leader is the cluster's leader now, when known: the rolling
 	// procedure takes it last.
 	Leader string
+	// Now is when TLS certificates are judged (expiry) and issued; zero:
+	// the time of the compilation.
+	Now time.Time
 }
 
 // Compile builds the program for the hosts of m: first the generic
@@ -56,7 +60,11 @@ func Compile(m *spec.Model, opts Options) (*engine.Program, error) {
 	prog.Phases = append(prog.Phases, phase)
 	if m.Cluster != nil {
 		keep := func(name string) bool { return len(limit) == 0 || slices.Contains(limit, name) }
-		phases, err := clusterPhases(m, m.Cluster, keep, opts.AgentBinary, opts.RemoveData, opts.Leader)
+		now := opts.Now
+		if now.IsZero() {
+			now = time.Now()
+		}
+		phases, err := clusterPhases(m, m.Cluster, keep, opts.AgentBinary, opts.RemoveData, opts.Leader, now)
 		if err != nil {
 			return nil, err
 		}

@@ -6,6 +6,8 @@ package etcdtest
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/http"
@@ -26,6 +28,8 @@ type Member struct {
 	PeerURL   string
 	dataDir   string
 	args      []string
+	// http reaches the member's /health (with TLS, as a client of the CA).
+	http *http.Client
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -76,20 +80,50 @@ func memDir(t testing.TB) string {
 	return dir
 }
 
+// TLS are the files of a cluster whose clients and peers use TLS: the CA
+// bundle, and a certificate (naming 127.0.0.1, for server and client use)
+// with its key that every member presents.
+type TLS struct {
+	CAFile, CertFile, KeyFile string
+}
+
 // Start starts an n-member etcd cluster on loopback with short heartbeat
 // and election timeouts and waits until every member answers /health. The
 // members are killed and their data removed when the test ends.
 func Start(t testing.TB, n int) *Cluster {
 	t.Helper()
+	return start(t, n, nil)
+}
+
+// StartTLS is Start with client and peer TLS: https URLs, and client
+// certificates of the CA required from clients and peers.
+func StartTLS(t testing.TB, n int, files TLS) *Cluster {
+	t.Helper()
+	return start(t, n, &files)
+}
+
+func start(t testing.TB, n int, files *TLS) *Cluster {
+	t.Helper()
 	bin := Binary(t)
+	scheme, client, tlsArgs := "http://", http.DefaultClient, []string(nil)
+	if files != nil {
+		scheme, client = "https://", tlsClient(t, *files)
+		tlsArgs = []string{
+			"--cert-file", files.CertFile, "--key-file", files.KeyFile,
+			"--trusted-ca-file", files.CAFile, "--client-cert-auth",
+			"--peer-cert-file", files.CertFile, "--peer-key-file", files.KeyFile,
+			"--peer-trusted-ca-file", files.CAFile, "--peer-client-cert-auth",
+		}
+	}
 	c := &Cluster{}
 	var initial []string
 	for i := 0; i < n; i++ {
 		m := &Member{
 			Name:      fmt.Sprintf("e%d", i),
-			ClientURL: "http://" + freeAddr(t),
-			PeerURL:   "http://" + freeAddr(t),
+			ClientURL: scheme + freeAddr(t),
+			PeerURL:   scheme + freeAddr(t),
 			dataDir:   filepath.Join(memDir(t), "etcd"),
+			http:      client,
 		}
 		c.Members = append(c.Members, m)
 		initial = append(initial, m.Name+"="+m.PeerURL)
@@ -110,6 +144,7 @@ func Start(t testing.TB, n int) *Cluster {
 			"--logger", "zap",
 			"--log-level", "error",
 		}
+		m.args = append(m.args, tlsArgs...)
 		if err := m.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -182,7 +217,7 @@ func (m *Member) WaitHealthy(timeout time.Duration) error {
 	defer cancel()
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, m.ClientURL+"/health", nil)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := m.http.Do(req)
 		if err == nil {
 			var b [256]byte
 			n, _ := resp.Body.Read(b[:])
@@ -203,6 +238,25 @@ func (m *Member) WaitHealthy(timeout time.Duration) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// tlsClient trusts the CA and presents the members' certificate.
+func tlsClient(t testing.TB, files TLS) *http.Client {
+	t.Helper()
+	cert, err := tls.LoadX509KeyPair(files.CertFile, files.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := os.ReadFile(files.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(ca) {
+		t.Fatalf("no certificate in %s", files.CAFile)
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		MinVersion: tls.VersionTLS12, RootCAs: roots, Certificates: []tls.Certificate{cert}}}}
 }
 
 func freeAddr(t testing.TB) string {

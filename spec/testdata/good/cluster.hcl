@@ -5,6 +5,18 @@ variable "db_password" {
   sensitive = true
 }
 
+variable "ca_key" {
+  type      = string
+  sensitive = true
+  default   = <<-EOT
+    -----BEGIN PRIVATE KEY-----
+    MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg0/Rzhkd0wUGttWyI
+    c7YULNAGNyb0DM0OD9wsSrTaUgShRANCAAQLHwJEKGZow96hvAQkmXwAgD4/9qU7
+    4yjGZI0VXrAc5/jtjhvUDCc/nIKEzBLY5GZmvyRpOjCpk28NE17HtWxK
+    -----END PRIVATE KEY-----
+  EOT
+}
+
 variable "app_password" {
   type      = string
   sensitive = true
@@ -148,5 +160,10 @@ cluster "main" {
     interface = "ens3"
     router_id = 7
     password  = var.vrrp_password
+  }
+
+  tls {
+    ca_cert = file("../tls/ca.crt")
+    ca_key  = var.ca_key
   }
 }
