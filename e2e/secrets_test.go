@@ -123,12 +123,12 @@ func TestSecrets(t *testing.T) {
 	assertNoSecretInFile(t, filepath.Join(dir, "secrets.plan"), values)
 
 	// The agents: their API answers, and a write verb with the token.
-	for _, h := range hosts {
+	for _, h := range hostNames() {
 		for _, p := range []string{"/patroni", "/cluster", "/config", "/history", "/metrics"} {
-			body := agentGet(t, h.Address, p)
+			body := agentGet(t, hostAddr(t, h), p)
 			for _, v := range values {
 				if strings.Contains(body, v) {
-					t.Errorf("%s GET %s answers a secret: %s", h.Name, p, body)
+					t.Errorf("%s GET %s answers a secret: %s", h, p, body)
 				}
 			}
 		}
