@@ -22,7 +22,7 @@ const (
 // directory, on the etcd pgherd set up; HAProxy and keepalived stay as they
 // are. The cluster it bootstraps is left to waitSettled.
 func (b *haBench) installPatroni(ctx context.Context) error {
-	hosts := b.lab.Hosts()
+	hosts := b.lab.Hosts()[:3] // node4 is examples/ha's backup repository
 	var etcd []string
 	for _, h := range hosts {
 		etcd = append(etcd, h.Address+":2379")
