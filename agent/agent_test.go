@@ -384,6 +384,15 @@ func TestAgentLifecycle(t *testing.T) {
 	c.exec(leader, "INSERT INTO t SELECT generate_series(1, 100)")
 	for _, r := range c.others(leader) {
 		c.waitCount(r, 100)
+		// The replication password is in a password file: PostgreSQL
+		// logs primary_conninfo whenever a reload changes it.
+		var ci string
+		if err := c.conn(r).QueryRow(context.Background(), "SHOW primary_conninfo").Scan(&ci); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(ci, "repl-secret") || !strings.Contains(ci, "passfile=") {
+			t.Fatalf("%s: primary_conninfo %q: want a passfile, not the password", r, ci)
+		}
 	}
 
 	t.Run("failover after the primary's loss", func(t *testing.T) {

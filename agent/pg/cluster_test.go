@@ -500,6 +500,11 @@ func TestCluster(t *testing.T) {
 		if !strings.Contains(mp["primary_conninfo"], fmt.Sprintf("port='%d'", r1.Port)) || mp["primary_slot_name"] != "pgherd_p1" {
 			t.Fatalf("p1 managed config = %v", mp)
 		}
+		// The password is in a password file, not in primary_conninfo,
+		// which PostgreSQL logs whenever a reload changes it.
+		if ci := mp["primary_conninfo"]; strings.Contains(ci, "password") {
+			t.Fatalf("primary_conninfo = %q: want no password", ci)
+		}
 	})
 
 	step("switchover back with demote", func(t *testing.T) {

@@ -3,6 +3,7 @@ package pg
 import (
 	"context"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -22,6 +23,9 @@ type ConnInfo struct {
 	// it applies (primary_conninfo).
 	AppName string
 	SSLMode string // "" = libpq's default (prefer)
+	// PassFile is a password file (libpq's passfile) that holds the
+	// password instead of the conninfo itself.
+	PassFile string
 	// SSLRootCert is the CA file a verify-ca or verify-full connection
 	// checks the server's certificate with.
 	SSLRootCert string
@@ -47,6 +51,7 @@ func (c ConnInfo) String() string {
 	add("dbname", c.DBName)
 	add("application_name", c.AppName)
 	add("sslmode", c.SSLMode)
+	add("passfile", c.PassFile)
 	add("sslrootcert", c.SSLRootCert)
 	t := c.ConnectTimeout
 	if t == 0 {
@@ -133,4 +138,57 @@ func (i *Instance) exec(ctx context.Context, sql string, args ...any) error {
 		return fmt.Errorf("pg: %s: %w", strings.Fields(sql)[0], err)
 	}
 	return nil
+}
+
+// PassFileName is the password file, inside the data directory, that
+// primary_conninfo names. PostgreSQL logs every parameter a reload
+// changes, with its value ("parameter "primary_conninfo" changed to
+// …"): a password inside the conninfo went to the server log, which is
+// not for secrets. The file is 0600 and the instance user's, like the data
+// directory; a clone copies it and the next ConfigureStandby rewrites it.
+const PassFileName = "pgherd.pgpass"
+
+// withPassFile moves c's password into the password file at path (written
+// through write) and returns c naming that file instead.
+func withPassFile(c ConnInfo, path string, write func(path string, data []byte) error) (ConnInfo, error) {
+	if c.Password == "" {
+		return c, nil
+	}
+	esc := strings.NewReplacer(`\`, `\\`, `:`, `\:`).Replace
+	port := "*"
+	if c.Port != 0 {
+		port = strconv.Itoa(c.Port)
+	}
+	host := c.Host
+	if host == "" {
+		host = "*"
+	}
+	line := esc(host) + ":" + port + ":*:" + esc(c.User) + ":" + esc(c.Password) + "\n"
+	if err := write(path, []byte(line)); err != nil {
+		return c, err
+	}
+	c.Password, c.PassFile = "", path
+	return c, nil
+}
+
+// tempPassFile moves c's password into a password file of its own for one
+// command (pg_basebackup, pg_rewind), whose arguments every user of the
+// host can read in the process list. done removes the file.
+func (i *Instance) tempPassFile(c ConnInfo) (ConnInfo, func(), error) {
+	if c.Password == "" {
+		return c, func() {}, nil
+	}
+	f, err := os.CreateTemp("", "pgherd-pgpass-")
+	if err != nil {
+		return c, nil, fmt.Errorf("pg: password file: %w", err)
+	}
+	path := f.Name()
+	f.Close()
+	done := func() { os.Remove(path) }
+	c, err = withPassFile(c, path, i.writeFile)
+	if err != nil {
+		done()
+		return c, nil, err
+	}
+	return c, done, nil
 }

@@ -38,6 +38,11 @@ func (i *Instance) Clone(ctx context.Context, from ConnInfo, opts CloneOptions) 
 	if err := i.mkdirOwned(i.DataDir, 0o700); err != nil {
 		return err
 	}
+	from, done, err := i.tempPassFile(from)
+	if err != nil {
+		return err
+	}
+	defer done()
 	args := []string{"-D", i.DataDir, "-X", "stream", "-c", "fast", "--no-password", "-d", from.String()}
 	if opts.Slot != "" {
 		args = append(args, "-S", opts.Slot)
@@ -131,6 +136,10 @@ func (i *Instance) ConfigureStandby(ctx context.Context, primary ConnInfo, slot 
 		primary.AppName = i.Name
 	}
 	primary.DBName = ""
+	primary, err := withPassFile(primary, i.path(PassFileName), i.writeFile)
+	if err != nil {
+		return err
+	}
 	set := map[string]string{"primary_conninfo": primary.String()}
 	var unset []string
 	if slot != "" {
@@ -237,8 +246,13 @@ func (i *Instance) Rewind(ctx context.Context, source ConnInfo) (rerr error) {
 	if err := i.beginIncomplete("pg_rewind"); err != nil {
 		return err
 	}
+	src, done, err := i.tempPassFile(source.sql())
+	if err != nil {
+		return err
+	}
+	defer done()
 	t0 := time.Now()
-	out, rerr := i.run(ctx, "pg_rewind", "-D", i.DataDir, "--source-server", source.sql().String())
+	out, rerr := i.run(ctx, "pg_rewind", "-D", i.DataDir, "--source-server", src.String())
 	for f, data := range saved {
 		if err := i.writeFile(i.path(f), data); err != nil {
 			return errors.Join(rerr, err)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -168,5 +169,26 @@ func TestControlData(t *testing.T) {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+func TestWithPassFile(t *testing.T) {
+	var gotPath string
+	var got []byte
+	c, err := withPassFile(ConnInfo{Host: "10.0.0.1", Port: 5432, User: `r:e\p`, Password: `p:w\d`}, "/x/pgpass",
+		func(path string, data []byte) error { gotPath, got = path, data; return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `10.0.0.1:5432:*:r\:e\\p:p\:w\\d` + "\n"; string(got) != want || gotPath != "/x/pgpass" {
+		t.Errorf("password file %s = %q, want %q", gotPath, got, want)
+	}
+	if s := c.String(); strings.Contains(s, "password") || !strings.Contains(s, "passfile='/x/pgpass'") {
+		t.Errorf("conninfo = %s", s)
+	}
+	// Without a password, nothing is written.
+	c, err = withPassFile(ConnInfo{Host: "h"}, "/x/pgpass", func(string, []byte) error { t.Fatal("written"); return nil })
+	if err != nil || c.PassFile != "" {
+		t.Errorf("%+v %v", c, err)
 	}
 }
