@@ -214,8 +214,9 @@ func TestHA(t *testing.T) {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("WAL is not archived by pgherd wal-push: %s", onHost(t, primary,
-					`runuser -u postgres -- psql -XAtc "select * from pg_stat_archiver"`))
+				t.Fatalf("WAL is not archived by pgherd wal-push: %s\n%s", onHost(t, primary,
+					`runuser -u postgres -- psql -XAtc "select * from pg_stat_archiver"`),
+					onHost(t, primary, `grep -A3 -i 'archive command failed' /var/log/postgresql/*.log | tail -12; true`))
 			}
 			time.Sleep(500 * time.Millisecond)
 		}

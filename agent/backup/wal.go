@@ -218,6 +218,14 @@ func (s *Store) pushWAL(ctx context.Context, p string) error {
 	case err == nil && existing.SHA256 == sha:
 		s.log.Info("WAL already archived with the same content", "wal", name)
 		return nil
+	case err == nil && strings.HasSuffix(name, ".partial"):
+		// Every member promoted from the same timeline writes the
+		// same .partial name, with what it had received: two
+		// promotions (one fenced before it took writes) leave two
+		// contents. Recovery never reads .partial files; refusing the
+		// second would block this server's archiving for good, so it
+		// is kept beside the first (the key holds the checksum).
+		s.log.Warn("a .partial WAL file of another promotion is archived already: keeping both", "wal", name, "archived_sha256", existing.SHA256, "sha256", sha)
 	case err == nil:
 		return fmt.Errorf("backup: wal-push %s: %w (archived sha256 %s, local %s)", name, ErrWALMismatch, existing.SHA256, sha)
 	case !errors.Is(err, ErrNotFound):

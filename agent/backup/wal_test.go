@@ -84,6 +84,16 @@ func TestWALPushFetch(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			// A .partial of another promotion from the same timeline,
+			// with other content, is kept beside the first.
+			partial := filepath.Join(dir, names[5]+".partial")
+			os.WriteFile(partial, []byte("what another promoted member had"), 0o600)
+			if err := st.WALPush(ctx, partial, WALPushOptions{}); err != nil {
+				t.Fatalf("a second .partial: %v", err)
+			}
+			if objs, _ := st.walObjects(ctx, walKeyPrefix(names[5]+".partial")); len(objs) != 2 {
+				t.Fatalf("%d objects for the two .partial files, want 2", len(objs))
+			}
 			if err := st.WALPush(ctx, filepath.Join(dir, "postmaster.pid"), WALPushOptions{}); !errors.Is(err, ErrBadWALName) {
 				t.Fatalf("bad name: %v", err)
 			}
