@@ -237,9 +237,11 @@ func (b *haBench) scenario(ctx context.Context, t haTarget, w *workload.Writer, 
 		if err := b.lab.Unpause(ctx, old); err != nil {
 			return 0, 0, err
 		}
-		// Nothing acknowledged after the freeze began came from the
-		// frozen primary: losing any of it is split brain.
-		counted = func(a workload.Ack) bool { return a.At.After(paused) }
+		// Nothing sent after the freeze began can have been
+		// acknowledged by the frozen primary: losing any of it is split
+		// brain. (A write sent just before it may be acknowledged by the
+		// frozen primary and received after: the asynchronous tail.)
+		counted = func(a workload.Ack) bool { return a.Sent.After(paused) }
 	default:
 		return 0, 0, fmt.Errorf("unknown scenario %q", sc)
 	}

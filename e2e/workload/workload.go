@@ -19,7 +19,10 @@ import (
 // Ack is one write the cluster acknowledged.
 type Ack struct {
 	ID int64
-	At time.Time
+	// Sent is when the write was sent, At when its acknowledgement was
+	// received: a write sent before a primary froze may be acknowledged
+	// by it, and received, after the freeze began.
+	Sent, At time.Time
 }
 
 // Writer inserts one row per transaction into its table through url,
@@ -118,6 +121,7 @@ func (w *Writer) run(ctx context.Context, id int64) {
 		// Every attempt takes a new id: a write whose answer was lost
 		// may have committed, and is then simply not counted.
 		id++
+		sent := time.Now()
 		qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		_, err := conn.Exec(qctx, insert, id)
 		cancel()
@@ -126,7 +130,7 @@ func (w *Writer) run(ctx context.Context, id int64) {
 			continue
 		}
 		w.mu.Lock()
-		w.acks = append(w.acks, Ack{ID: id, At: time.Now()})
+		w.acks = append(w.acks, Ack{ID: id, Sent: sent, At: time.Now()})
 		w.mu.Unlock()
 		select {
 		case <-ctx.Done():
