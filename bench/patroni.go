@@ -112,6 +112,7 @@ postgresql:
       password: %[9]s
   pg_hba:
   - local all all peer
+  - host all all 127.0.0.1/32 scram-sha-256
   - host all all %[10]s0/24 scram-sha-256
   - host replication replicator %[10]s0/24 scram-sha-256
 `, name, addr, etcdHosts, patroniTTL, patroniLoopWait, patroniRetryTimeout, patroniDataDir, haSuperPW, haReplPW, haLabNet)
