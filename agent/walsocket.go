@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -100,6 +101,7 @@ type walServer struct {
 	mu     sync.Mutex
 	st     *backup.Store
 	stFrom *BackupConfig // the configuration st was opened with
+	busy   int           // requests being served
 }
 
 // serve listens on sock until ctx ends. A stale socket file from an
@@ -135,6 +137,10 @@ func (s *walServer) serve(ctx context.Context, sock string) error {
 
 func (s *walServer) handle(ctx context.Context, c net.Conn) {
 	defer c.Close()
+	s.mu.Lock()
+	s.busy++
+	s.mu.Unlock()
+	defer s.idle()
 	c.SetDeadline(time.Now().Add(5 * time.Minute))
 	var req walRequest
 	reply := func(r walReply) { json.NewEncoder(c).Encode(r) }
@@ -246,5 +252,22 @@ func (a *Agent) serveWAL(ctx context.Context) {
 	s := &walServer{log: a.log.With("component", "wal"), cfg: a.backupCfg.Load}
 	if err := s.serve(ctx, WALSocket(a.cfg.RunDir)); err != nil {
 		a.log.Warn("wal socket", "err", err)
+	}
+}
+
+// idle ends a request. When none is left, the memory the request used
+// (zstd and cipher buffers of a WAL segment, tens of MB) goes back to the
+// system at once: the agent is a long-lived process whose resident size is
+// compared with Patroni's, and Go would keep that heap for minutes.
+func (s *walServer) idle() {
+	s.mu.Lock()
+	s.busy--
+	last := s.busy == 0
+	s.mu.Unlock()
+	if last {
+		// Twice: pooled encoders survive one collection (sync.Pool's
+		// victim cache) and are freed by the second.
+		debug.FreeOSMemory()
+		debug.FreeOSMemory()
 	}
 }
