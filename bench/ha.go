@@ -237,11 +237,12 @@ func (b *haBench) scenario(ctx context.Context, t haTarget, w *workload.Writer, 
 		if err := b.lab.Unpause(ctx, old); err != nil {
 			return 0, 0, err
 		}
-		// Nothing sent after the freeze began can have been
-		// acknowledged by the frozen primary: losing any of it is split
-		// brain. (A write sent just before it may be acknowledged by the
-		// frozen primary and received after: the asynchronous tail.)
-		counted = func(a workload.Ack) bool { return a.Sent.After(paused) }
+		// Only the asynchronous tail may be lost: writes the frozen
+		// primary acknowledged that were sent before it froze. One it
+		// acknowledged after (on thaw) is split brain, one another member
+		// acknowledged is the new primary's.
+		oldAddr := b.addr(old)
+		counted = func(a workload.Ack) bool { return a.Server != oldAddr || a.Sent.After(paused) }
 	default:
 		return 0, 0, fmt.Errorf("unknown scenario %q", sc)
 	}
@@ -276,6 +277,7 @@ func (b *haBench) lost(ctx context.Context, t haTarget, w *workload.Writer, seen
 			seen[a.ID] = true
 			if count(a) {
 				n++
+				b.log.Warn("ha: acknowledged write lost", "target", t.name, "write", a.String())
 			}
 		}
 	}

@@ -23,6 +23,15 @@ type Ack struct {
 	// received: a write sent before a primary froze may be acknowledged
 	// by it, and received, after the freeze began.
 	Sent, At time.Time
+	// Server is the address of the PostgreSQL server that acknowledged
+	// it (inet_server_addr): who took a write that went missing tells a
+	// lost asynchronous tail from a second primary.
+	Server string
+}
+
+// String describes the write for a report of lost writes.
+func (a Ack) String() string {
+	return fmt.Sprintf("id %d sent %s acknowledged %s by %s", a.ID, a.Sent.Format("15:04:05.000"), a.At.Format("15:04:05.000"), a.Server)
 }
 
 // Writer inserts one row per transaction into its table through url,
@@ -106,7 +115,7 @@ func (w *Writer) run(ctx context.Context, id int64) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	insert := "INSERT INTO " + w.table + " (id) VALUES ($1)"
+	insert := "INSERT INTO " + w.table + " (id) VALUES ($1) RETURNING coalesce(host(inet_server_addr()), '')"
 	for ctx.Err() == nil {
 		if conn == nil {
 			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -123,14 +132,15 @@ func (w *Writer) run(ctx context.Context, id int64) {
 		id++
 		sent := time.Now()
 		qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		_, err := conn.Exec(qctx, insert, id)
+		var server string
+		err := conn.QueryRow(qctx, insert, id).Scan(&server)
 		cancel()
 		if err != nil {
 			fail(err)
 			continue
 		}
 		w.mu.Lock()
-		w.acks = append(w.acks, Ack{ID: id, Sent: sent, At: time.Now()})
+		w.acks = append(w.acks, Ack{ID: id, Sent: sent, At: time.Now(), Server: server})
 		w.mu.Unlock()
 		select {
 		case <-ctx.Done():
