@@ -213,6 +213,12 @@ func RenderEtcdEnv(cfg EtcdConfig) string {
 	kv("ETCD_INITIAL_CLUSTER_TOKEN", c.Token)
 	kv("ETCD_HEARTBEAT_INTERVAL", strconv.FormatInt(c.Heartbeat.Milliseconds(), 10))
 	kv("ETCD_ELECTION_TIMEOUT", strconv.FormatInt(c.ElectionTimeout.Milliseconds(), 10))
+	// Pre-vote (the default from etcd 3.5, off in Debian's 3.4): a member
+	// coming back from a partition or a freeze, whose election timer ran
+	// out meanwhile, asks before it campaigns, instead of forcing an
+	// election that leaves etcd without a leader for a while, long enough
+	// to cost the PostgreSQL primary its lease.
+	kv("ETCD_PRE_VOTE", "true")
 	t := c.TLS
 	if clientTLS {
 		kv("ETCD_CERT_FILE", t.CertFile)
