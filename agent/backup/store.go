@@ -225,10 +225,10 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// put stores src encoded under key and returns the stored size.
-func (s *Store) put(ctx context.Context, key string, src io.Reader) (int64, error) {
-	return s.putFunc(ctx, key, func(w io.Writer) error {
-		_, err := io.Copy(w, src)
+// put stores b encoded under key and returns the stored size.
+func (s *Store) put(ctx context.Context, key string, b []byte) (int64, error) {
+	return s.putEncoded(ctx, key, len(b) <= smallObject, func(w io.Writer) error {
+		_, err := w.Write(b)
 		return err
 	})
 }
@@ -237,11 +237,16 @@ func (s *Store) put(ctx context.Context, key string, src io.Reader) (int64, erro
 // stored size. produce runs on its own goroutine, which has returned when
 // putFunc returns; a produce error fails the Put.
 func (s *Store) putFunc(ctx context.Context, key string, produce func(w io.Writer) error) (int64, error) {
+	return s.putEncoded(ctx, key, false, produce)
+}
+
+// putEncoded is putFunc with the size class of what produce writes.
+func (s *Store) putEncoded(ctx context.Context, key string, small bool, produce func(w io.Writer) error) (int64, error) {
 	pr, pw := io.Pipe()
 	cw := &countWriter{w: pw}
 	done := make(chan error, 1)
 	go func() {
-		err := s.encode(cw, produce)
+		err := s.encode(cw, small, produce)
 		pw.CloseWithError(err)
 		done <- err
 	}()
@@ -258,7 +263,7 @@ func (s *Store) putFunc(ctx context.Context, key string, produce func(w io.Write
 }
 
 // encode runs produce with a writer that compresses (and encrypts) to w.
-func (s *Store) encode(w io.Writer, produce func(w io.Writer) error) error {
+func (s *Store) encode(w io.Writer, small bool, produce func(w io.Writer) error) error {
 	var ew *encWriter
 	dst := w
 	if s.Encrypted() {
@@ -268,8 +273,8 @@ func (s *Store) encode(w io.Writer, produce func(w io.Writer) error) error {
 		}
 		dst = ew
 	}
-	zw := getEncoder(s.level)
-	defer putEncoder(s.level, zw)
+	zw := getEncoder(s.level, small)
+	defer putEncoder(s.level, small, zw)
 	zw.Reset(dst)
 	if err := produce(zw); err != nil {
 		return err
@@ -285,12 +290,18 @@ func (s *Store) encode(w io.Writer, produce func(w io.Writer) error) error {
 
 // putBytes stores b encoded under key.
 func (s *Store) putBytes(ctx context.Context, key string, b []byte) error {
-	_, err := s.put(ctx, key, bytes.NewReader(b))
+	_, err := s.put(ctx, key, b)
 	return err
 }
 
 // get opens key and returns its decoded content.
 func (s *Store) get(ctx context.Context, key string) (io.ReadCloser, error) {
+	return s.getSized(ctx, key, false)
+}
+
+// getSized is get with the decoder for small objects when small; it
+// decodes an object of any size, only slower when it is large.
+func (s *Store) getSized(ctx context.Context, key string, small bool) (io.ReadCloser, error) {
 	rc, err := s.repo.Get(ctx, key)
 	if err != nil {
 		return nil, err
@@ -304,7 +315,7 @@ func (s *Store) get(ctx context.Context, key string) (io.ReadCloser, error) {
 		}
 		r = dr
 	}
-	zr, err := newZstdReader(r, rc)
+	zr, err := newZstdReader(r, rc, small)
 	if err != nil {
 		rc.Close()
 		return nil, fmt.Errorf("backup: %s: %w", key, err)
@@ -314,7 +325,7 @@ func (s *Store) get(ctx context.Context, key string) (io.ReadCloser, error) {
 
 // getBytes reads and decodes a whole (small) object.
 func (s *Store) getBytes(ctx context.Context, key string) ([]byte, error) {
-	rc, err := s.get(ctx, key)
+	rc, err := s.getSized(ctx, key, true)
 	if err != nil {
 		return nil, err
 	}

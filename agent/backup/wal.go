@@ -1,7 +1,6 @@
 package backup
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -231,7 +230,7 @@ func (s *Store) pushWAL(ctx context.Context, p string) error {
 	case !errors.Is(err, ErrNotFound):
 		return fmt.Errorf("backup: wal-push %s: %w", name, err)
 	}
-	if _, err := s.put(ctx, walKeyPrefix(name)+sha+s.suffix(), bytes.NewReader(data)); err != nil {
+	if _, err := s.put(ctx, walKeyPrefix(name)+sha+s.suffix(), data); err != nil {
 		return fmt.Errorf("backup: wal-push %s: %w", name, err)
 	}
 	return nil
@@ -358,7 +357,7 @@ func (s *Store) fetchWAL(ctx context.Context, name, key, dest string) error {
 		o, _ := parseWALKey(key)
 		sha = o.SHA256
 	}
-	rc, err := s.get(ctx, key)
+	rc, err := s.getSized(ctx, key, true)
 	if err != nil {
 		return fmt.Errorf("backup: wal-fetch %s: %w", name, err)
 	}
