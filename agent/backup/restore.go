@@ -288,11 +288,8 @@ func fileHasSum(p string, size int64, sum string) (bool, error) {
 	if err != nil || fi.Size() != size || !fi.Mode().IsRegular() {
 		return false, err
 	}
-	h := sha256.New()
-	if _, err := io.CopyBuffer(h, f, make([]byte, 256<<10)); err != nil {
-		return false, err
-	}
-	return hex.EncodeToString(h.Sum(nil)) == sum, nil
+	got, _, err := fileSHA256(f)
+	return got == sum, err
 }
 
 // removeExtra removes, for a delta restore, the files and directories the

@@ -206,12 +206,18 @@ func runParallel(ctx context.Context, par, n int, fn func(i int)) {
 
 func (s *Store) pushWAL(ctx context.Context, p string) error {
 	name := filepath.Base(p)
-	data, err := os.ReadFile(p)
+	// The segment is read twice, to name it by its checksum and to store
+	// it, rather than held in memory: the agent pushes all day and must
+	// stay small.
+	f, err := os.Open(p)
 	if err != nil {
 		return fmt.Errorf("backup: wal-push: %w", err)
 	}
-	sum := sha256.Sum256(data)
-	sha := hex.EncodeToString(sum[:])
+	defer f.Close()
+	sha, size, err := fileSHA256(f)
+	if err != nil {
+		return fmt.Errorf("backup: wal-push %s: %w", name, err)
+	}
 	existing, err := s.findWAL(ctx, name)
 	switch {
 	case err == nil && existing.SHA256 == sha:
@@ -230,10 +236,33 @@ func (s *Store) pushWAL(ctx context.Context, p string) error {
 	case !errors.Is(err, ErrNotFound):
 		return fmt.Errorf("backup: wal-push %s: %w", name, err)
 	}
-	if _, err := s.put(ctx, walKeyPrefix(name)+sha+s.suffix(), data); err != nil {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("backup: wal-push %s: %w", name, err)
+	}
+	_, err = s.putEncoded(ctx, walKeyPrefix(name)+sha+s.suffix(), size <= smallObject, func(w io.Writer) error {
+		h := sha256.New()
+		if _, err := io.CopyBuffer(io.MultiWriter(w, h), struct{ io.Reader }{f}, make([]byte, 256<<10)); err != nil {
+			return err
+		}
+		if got := hex.EncodeToString(h.Sum(nil)); got != sha {
+			return fmt.Errorf("the file changed while it was archived (sha256 %s, then %s)", sha, got)
+		}
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("backup: wal-push %s: %w", name, err)
 	}
 	return nil
+}
+
+// fileSHA256 reads r to its end and returns its hex SHA-256 and size.
+func fileSHA256(r io.Reader) (string, int64, error) {
+	h := sha256.New()
+	n, err := io.CopyBuffer(h, struct{ io.Reader }{r}, make([]byte, 256<<10))
+	if err != nil {
+		return "", 0, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
 // WALFetchOptions configure WALFetch.
