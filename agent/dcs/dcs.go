@@ -32,6 +32,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -88,12 +89,28 @@ type Options struct {
 // Client is a connection to etcd bound to one cluster's key prefix. It is
 // safe for concurrent use. It starts the etcd client's own goroutines,
 // which end at Close.
+//
+// It holds one etcd client per member and sends each request to one
+// member at a time (see call), rather than letting the etcd client
+// balance requests across members: a frozen member's connection stays
+// open (its kernel still acknowledges), gRPC's keepalive cannot notice
+// it in less than 10 s, and a third of the balanced requests would wait
+// for it until they time out, for as long as the freeze lasts, costing
+// the new primary its lease.
 type Client struct {
-	cli        *clientv3.Client
+	clis       []*clientv3.Client
+	endpoints  []string
+	first      atomic.Int32 // index of the member tried first
 	prefix     string
 	reqTimeout time.Duration
+	attempt    time.Duration
 	log        *slog.Logger
 }
+
+// minAttempt is the shortest time a member is given to answer before the
+// request goes to the next one: more than an etcd leader election takes
+// with pgherd's timings (election timeout 500 ms).
+const minAttempt = 600 * time.Millisecond
 
 // New connects to etcd. It does not block until a connection is made: the
 // first request reports an unreachable cluster (as ErrNoQuorum).
@@ -113,31 +130,83 @@ func New(ctx context.Context, o Options) (*Client, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   o.Endpoints,
-		DialTimeout: o.DialTimeout,
-		// Detect a dead connection within about a request timeout.
-		DialKeepAliveTime:    o.RequestTimeout,
-		DialKeepAliveTimeout: o.RequestTimeout,
-		TLS:                  o.TLS,
-		Username:             o.Username,
-		Password:             o.Password,
-		Context:              ctx,
-		Logger:               zap.NewNop(),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("dcs: connect to %v: %w", o.Endpoints, classify(ctx, err))
-	}
-	return &Client{
-		cli:        cli,
+	c := &Client{
+		endpoints:  o.Endpoints,
 		prefix:     "/pgherd/" + o.Cluster + "/",
 		reqTimeout: o.RequestTimeout,
+		attempt:    max(o.RequestTimeout/time.Duration(len(o.Endpoints)), minAttempt),
 		log:        o.Logger.With("cluster", o.Cluster),
-	}, nil
+	}
+	for _, ep := range o.Endpoints {
+		cli, err := clientv3.New(clientv3.Config{
+			Endpoints:   []string{ep},
+			DialTimeout: o.DialTimeout,
+			// Detect a dead connection as soon as gRPC allows (10 s).
+			DialKeepAliveTime:    o.RequestTimeout,
+			DialKeepAliveTimeout: o.RequestTimeout,
+			TLS:                  o.TLS,
+			Username:             o.Username,
+			Password:             o.Password,
+			Context:              ctx,
+			Logger:               zap.NewNop(),
+		})
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("dcs: connect to %s: %w", ep, classify(ctx, err))
+		}
+		c.clis = append(c.clis, cli)
+	}
+	return c, nil
 }
 
+// call runs op, bounded by the request timeout, on one member after
+// another, starting with the one that last answered, until one answers:
+// every member but the last is given the attempt time, the last what is
+// left. An answer is anything but a timeout or an unavailable member
+// (ErrNoQuorum's cases): a failed compare or a missing lease is an
+// answer. A member that did not answer is tried last by the next call.
+//
+// A request abandoned on a member that does not answer may still be
+// carried out later (a frozen member reads it when it thaws): the
+// operations are written so that this is harmless (a lease renewed later
+// only lives longer than its holder counts on; a txn repeated finds its
+// own earlier write).
+func (c *Client) call(ctx context.Context, op func(ctx context.Context, cli *clientv3.Client) error) error {
+	rctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	n := len(c.clis)
+	first := int(c.first.Load())
+	var err error
+	for i := range n {
+		k := (first + i) % n
+		actx, acancel := rctx, context.CancelFunc(func() {})
+		if i < n-1 {
+			actx, acancel = context.WithTimeout(rctx, c.attempt)
+		}
+		err = op(actx, c.clis[k])
+		acancel()
+		if err == nil || rctx.Err() != nil || !errors.Is(classify(rctx, err), ErrNoQuorum) {
+			return err
+		}
+		next := (k + 1) % n
+		if c.first.CompareAndSwap(int32(k), int32(next)) && n > 1 {
+			c.log.Warn("etcd member did not answer: trying the next one", "endpoint", c.endpoints[k], "next", c.endpoints[next], "err", err)
+		}
+	}
+	return err
+}
+
+// current is the member's client requests go to first.
+func (c *Client) current() *clientv3.Client { return c.clis[int(c.first.Load())%len(c.clis)] }
+
 // Close closes the connection and ends the etcd client's goroutines.
-func (c *Client) Close() error { return c.cli.Close() }
+func (c *Client) Close() error {
+	var errs []error
+	for _, cli := range c.clis {
+		errs = append(errs, cli.Close())
+	}
+	return errors.Join(errs...)
+}
 
 // Prefix is the cluster's key prefix, "/pgherd/<cluster>/".
 func (c *Client) Prefix() string { return c.prefix }

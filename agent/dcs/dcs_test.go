@@ -590,3 +590,45 @@ func eventually(t *testing.T, timeout time.Duration, f func() error) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// TestFrozenMember: a frozen etcd member keeps its connections open (its
+// kernel still acknowledges) and answers nothing. Every request of a
+// client that lists it must still be answered by the others within the
+// request timeout, not a share of them time out for as long as the
+// freeze lasts.
+func TestFrozenMember(t *testing.T) {
+	etcd := etcdtest.Start(t, 3)
+	ctx := context.Background()
+	eps := etcd.Endpoints()
+	c := newClient(t, eps, "frozen")
+	l := grant(t, c, 10*time.Second)
+	if _, err := c.AcquireLeader(ctx, "a", l); err != nil {
+		t.Fatal(err)
+	}
+	if err := etcd.Members[0].Pause(); err != nil {
+		t.Fatal(err)
+	}
+	defer etcd.Members[0].Resume()
+	// Wait until the two others serve (an election if the frozen member
+	// led etcd), asking them only.
+	others := newClient(t, eps[1:], "frozen")
+	eventually(t, 15*time.Second, func() error { _, err := others.Read(ctx); return err })
+	for i := range 30 {
+		s, err := c.Read(ctx)
+		if err != nil {
+			t.Fatalf("read %d with a frozen member: %v", i, err)
+		}
+		if s.Leader == nil || s.Leader.Name != "a" {
+			t.Fatalf("read %d: leader %+v, want a", i, s.Leader)
+		}
+		if _, err := l.Renew(ctx); err != nil {
+			t.Fatalf("renewal %d with a frozen member: %v", i, err)
+		}
+	}
+	// A txn repeated on another member after the first one carried it
+	// out finds its own write: acquiring a key already held under the
+	// same lease is a success.
+	if _, err := c.AcquireLeader(ctx, "a", l); err != nil {
+		t.Errorf("acquire again on the own lease: %v", err)
+	}
+}

@@ -15,14 +15,16 @@ import (
 // and an error wrapping ErrLeaderExists. The lease's current deadline still
 // applies: leadership is valid until Lease.Deadline, not beyond.
 func (c *Client) AcquireLeader(ctx context.Context, name string, lease *Lease) (*LeaderKey, error) {
-	rctx, cancel := c.reqCtx(ctx)
-	defer cancel()
 	k := c.key(KeyLeader)
-	resp, err := c.cli.Txn(rctx).
-		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
-		Then(clientv3.OpPut(k, name, clientv3.WithLease(lease.id))).
-		Else(clientv3.OpGet(k)).
-		Commit()
+	var resp *clientv3.TxnResponse
+	err := c.call(ctx, func(ctx context.Context, cli *clientv3.Client) (err error) {
+		resp, err = cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+			Then(clientv3.OpPut(k, name, clientv3.WithLease(lease.id))).
+			Else(clientv3.OpGet(k)).
+			Commit()
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("dcs: acquire leader: %w", classify(ctx, err))
 	}
@@ -31,7 +33,13 @@ func (c *Client) AcquireLeader(ctx context.Context, name string, lease *Lease) (
 		c.log.Info("acquired leader key", "member", name, "lease", fmt.Sprintf("%x", lease.id))
 		return &LeaderKey{Name: name, Lease: int64(lease.id), ModRevision: rev, CreateRevision: rev}, nil
 	}
-	return holder(resp), fmt.Errorf("dcs: acquire leader for %s: %w", name, ErrLeaderExists)
+	h := holder(resp)
+	if h.heldBy(name, lease) {
+		// An attempt that a member carried out without answering in time.
+		c.log.Info("acquired leader key", "member", name, "lease", fmt.Sprintf("%x", lease.id))
+		return h, nil
+	}
+	return h, fmt.Errorf("dcs: acquire leader for %s: %w", name, ErrLeaderExists)
 }
 
 // holder returns the leader key from a txn's Else branch OpGet, if any.
@@ -45,6 +53,11 @@ func holder(resp *clientv3.TxnResponse) *LeaderKey {
 	return nil
 }
 
+// heldBy reports that the key holds name on lease.
+func (k *LeaderKey) heldBy(name string, lease *Lease) bool {
+	return k != nil && k.Name == name && k.Lease == int64(lease.id)
+}
+
 // TakeOverLeader moves a leader key that already holds name (left by this
 // member's previous incarnation, under a lease it can no longer renew) to
 // lease. It is guarded by value == name and mod_revision == modRevision (as
@@ -52,19 +65,24 @@ func holder(resp *clientv3.TxnResponse) *LeaderKey {
 // or vanished in between; on a vanished key the caller should
 // AcquireLeader instead.
 func (c *Client) TakeOverLeader(ctx context.Context, name string, lease *Lease, modRevision int64) (*LeaderKey, error) {
-	rctx, cancel := c.reqCtx(ctx)
-	defer cancel()
 	k := c.key(KeyLeader)
-	resp, err := c.cli.Txn(rctx).
-		If(clientv3.Compare(clientv3.Value(k), "=", name),
-			clientv3.Compare(clientv3.ModRevision(k), "=", modRevision)).
-		Then(clientv3.OpPut(k, name, clientv3.WithLease(lease.id))).
-		Else(clientv3.OpGet(k)).
-		Commit()
+	var resp *clientv3.TxnResponse
+	err := c.call(ctx, func(ctx context.Context, cli *clientv3.Client) (err error) {
+		resp, err = cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.Value(k), "=", name),
+				clientv3.Compare(clientv3.ModRevision(k), "=", modRevision)).
+			Then(clientv3.OpPut(k, name, clientv3.WithLease(lease.id))).
+			Else(clientv3.OpGet(k)).
+			Commit()
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("dcs: take over leader key: %w", classify(ctx, err))
 	}
 	if !resp.Succeeded {
+		if h := holder(resp); h.heldBy(name, lease) {
+			return h, nil // an earlier attempt's
+		}
 		return holder(resp), fmt.Errorf("dcs: take over leader key for %s: %w", name, ErrLeaderExists)
 	}
 	rev := resp.Header.Revision
@@ -78,13 +96,15 @@ func (c *Client) TakeOverLeader(ctx context.Context, name string, lease *Lease, 
 // returns ErrNotLeader (after still revoking the lease) when the key was
 // not ours.
 func (c *Client) ReleaseLeader(ctx context.Context, name string, lease *Lease) error {
-	rctx, cancel := c.reqCtx(ctx)
-	defer cancel()
 	k := c.key(KeyLeader)
-	resp, err := c.cli.Txn(rctx).
-		If(clientv3.Compare(clientv3.Value(k), "=", name)).
-		Then(clientv3.OpDelete(k)).
-		Commit()
+	var resp *clientv3.TxnResponse
+	err := c.call(ctx, func(ctx context.Context, cli *clientv3.Client) (err error) {
+		resp, err = cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.Value(k), "=", name)).
+			Then(clientv3.OpDelete(k)).
+			Commit()
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("dcs: release leader: %w", classify(ctx, err))
 	}
@@ -108,9 +128,10 @@ func (c *Client) RegisterMember(ctx context.Context, m Member, lease *Lease) err
 	if err != nil {
 		return fmt.Errorf("dcs: encode member: %w", err)
 	}
-	rctx, cancel := c.reqCtx(ctx)
-	defer cancel()
-	if _, err := c.cli.Put(rctx, c.key(KeyMembers+m.Name), string(b), clientv3.WithLease(lease.id)); err != nil {
+	if err := c.call(ctx, func(ctx context.Context, cli *clientv3.Client) error {
+		_, err := cli.Put(ctx, c.key(KeyMembers+m.Name), string(b), clientv3.WithLease(lease.id))
+		return err
+	}); err != nil {
 		return fmt.Errorf("dcs: register member %s: %w", m.Name, classify(ctx, err))
 	}
 	return nil
@@ -123,18 +144,20 @@ func (c *Client) RegisterMember(ctx context.Context, m Member, lease *Lease) err
 // so that a bootstrapper that dies frees the claim when the lease expires
 // (see docs/ha.md, "Bootstrap"). Without one the key is permanent.
 func (c *Client) Initialize(ctx context.Context, value string, lease *Lease) (string, error) {
-	rctx, cancel := c.reqCtx(ctx)
-	defer cancel()
 	k := c.key(KeyInitialize)
 	var opts []clientv3.OpOption
 	if lease != nil {
 		opts = append(opts, clientv3.WithLease(lease.id))
 	}
-	resp, err := c.cli.Txn(rctx).
-		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
-		Then(clientv3.OpPut(k, value, opts...)).
-		Else(clientv3.OpGet(k)).
-		Commit()
+	var resp *clientv3.TxnResponse
+	err := c.call(ctx, func(ctx context.Context, cli *clientv3.Client) (err error) {
+		resp, err = cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+			Then(clientv3.OpPut(k, value, opts...)).
+			Else(clientv3.OpGet(k)).
+			Commit()
+		return err
+	})
 	if err != nil {
 		return "", fmt.Errorf("dcs: initialize: %w", classify(ctx, err))
 	}
@@ -190,13 +213,15 @@ func (c *Client) ClearSwitchover(ctx context.Context, modRevision int64, outcome
 	if err != nil {
 		return fmt.Errorf("dcs: encode %s: %w", KeySwitchoverResult, err)
 	}
-	rctx, cancel := c.reqCtx(ctx)
-	defer cancel()
 	k := c.key(KeySwitchover)
-	resp, err := c.cli.Txn(rctx).
-		If(clientv3.Compare(clientv3.ModRevision(k), "=", modRevision)).
-		Then(clientv3.OpDelete(k), clientv3.OpPut(c.key(KeySwitchoverResult), string(b))).
-		Commit()
+	var resp *clientv3.TxnResponse
+	err = c.call(ctx, func(ctx context.Context, cli *clientv3.Client) (err error) {
+		resp, err = cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.ModRevision(k), "=", modRevision)).
+			Then(clientv3.OpDelete(k), clientv3.OpPut(c.key(KeySwitchoverResult), string(b))).
+			Commit()
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("dcs: clear switchover: %w", classify(ctx, err))
 	}
@@ -233,8 +258,6 @@ func (c *Client) cas(ctx context.Context, key, value string, modRevision int64, 
 
 // casRev is cas returning the revision of the write.
 func (c *Client) casRev(ctx context.Context, key, value string, modRevision int64, leader string) (int64, error) {
-	rctx, cancel := c.reqCtx(ctx)
-	defer cancel()
 	k, lk := c.key(key), c.key(KeyLeader)
 	var cmps []clientv3.Cmp
 	if modRevision >= 0 {
@@ -243,10 +266,14 @@ func (c *Client) casRev(ctx context.Context, key, value string, modRevision int6
 	if leader != "" {
 		cmps = append(cmps, clientv3.Compare(clientv3.Value(lk), "=", leader))
 	}
-	resp, err := c.cli.Txn(rctx).If(cmps...).
-		Then(clientv3.OpPut(k, value)).
-		Else(clientv3.OpGet(lk)).
-		Commit()
+	var resp *clientv3.TxnResponse
+	err := c.call(ctx, func(ctx context.Context, cli *clientv3.Client) (err error) {
+		resp, err = cli.Txn(ctx).If(cmps...).
+			Then(clientv3.OpPut(k, value)).
+			Else(clientv3.OpGet(lk)).
+			Commit()
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("dcs: write %s: %w", key, classify(ctx, err))
 	}

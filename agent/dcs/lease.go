@@ -52,10 +52,12 @@ func (c *Client) GrantLease(ctx context.Context, ttl, safetyMargin time.Duration
 		return nil, fmt.Errorf("dcs: safety margin %s must be in [0, ttl=%s)", safetyMargin, ttl)
 	}
 	l := &Lease{c: c, ttl: ttl, margin: safetyMargin, now: time.Now}
-	rctx, cancel := c.reqCtx(ctx)
-	defer cancel()
 	tSend := l.now()
-	resp, err := c.cli.Grant(rctx, int64(ttl/time.Second))
+	var resp *clientv3.LeaseGrantResponse
+	err := c.call(ctx, func(ctx context.Context, cli *clientv3.Client) (err error) {
+		resp, err = cli.Grant(ctx, int64(ttl/time.Second))
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("dcs: grant lease: %w", classify(ctx, err))
 	}
@@ -86,10 +88,14 @@ func (l *Lease) Deadline() time.Time {
 // error wraps ErrLeaseExpired (the lease is gone on the server: it can never
 // be renewed again) or ErrNoQuorum (etcd did not answer in time).
 func (l *Lease) Renew(ctx context.Context) (time.Time, error) {
-	rctx, cancel := l.c.reqCtx(ctx)
-	defer cancel()
+	// t_send is before the first attempt: a renewal that a slow member
+	// made late counts from the earlier instant, which is safe.
 	tSend := l.now()
-	resp, err := l.c.cli.KeepAliveOnce(rctx, l.id)
+	var resp *clientv3.LeaseKeepAliveResponse
+	err := l.c.call(ctx, func(ctx context.Context, cli *clientv3.Client) (err error) {
+		resp, err = cli.KeepAliveOnce(ctx, l.id)
+		return err
+	})
 	if err != nil {
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			return l.Deadline(), fmt.Errorf("dcs: renew lease %x: %w", l.id, ErrLeaseExpired)
@@ -118,9 +124,10 @@ func (l *Lease) deadlineFrom(tSend time.Time, grantedSeconds int64) time.Time {
 // Revoke revokes the lease, deleting every key attached to it at once. A
 // lease already gone is not an error.
 func (l *Lease) Revoke(ctx context.Context) error {
-	rctx, cancel := l.c.reqCtx(ctx)
-	defer cancel()
-	_, err := l.c.cli.Revoke(rctx, l.id)
+	err := l.c.call(ctx, func(ctx context.Context, cli *clientv3.Client) error {
+		_, err := cli.Revoke(ctx, l.id)
+		return err
+	})
 	if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
 		return fmt.Errorf("dcs: revoke lease %x: %w", l.id, classify(ctx, err))
 	}

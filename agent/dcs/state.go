@@ -201,9 +201,11 @@ func (s *ClusterState) Member(name string) (Member, bool) {
 // Read reads the whole cluster in one linearizable range request. Decisions
 // must be made only on what Read returns, never on a serializable read.
 func (c *Client) Read(ctx context.Context) (*ClusterState, error) {
-	rctx, cancel := c.reqCtx(ctx)
-	defer cancel()
-	resp, err := c.cli.Get(rctx, c.prefix, clientv3.WithPrefix())
+	var resp *clientv3.GetResponse
+	err := c.call(ctx, func(ctx context.Context, cli *clientv3.Client) (err error) {
+		resp, err = cli.Get(ctx, c.prefix, clientv3.WithPrefix())
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("dcs: read cluster: %w", classify(ctx, err))
 	}

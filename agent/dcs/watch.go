@@ -37,7 +37,7 @@ func (c *Client) WatchLeader(ctx context.Context, fromRevision int64) <-chan Lea
 		// connection, so it runs here, not in the caller's goroutine.
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 		defer cancel()
-		wch := c.cli.Watch(wctx, c.key(KeyLeader), opts...)
+		wch := c.current().Watch(wctx, c.key(KeyLeader), opts...)
 		for {
 			var resp clientv3.WatchResponse
 			var ok bool
