@@ -42,6 +42,8 @@ type Agent struct {
 	// slotCopyFailed is when copying logical slots from the leader last
 	// failed (see syncLogicalSlots).
 	slotCopyFailed time.Time
+	// watchedPID is the postmaster watchPostmaster waits on.
+	watchedPID int
 
 	snapshot     atomic.Pointer[api.Snapshot]
 	shuttingDown atomic.Bool
@@ -287,6 +289,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		if done {
 			return nil
 		}
+		a.watchPostmaster(watchCtx)
 		if leaderEvents == nil && a.lastState != nil {
 			leaderEvents = a.dcs.WatchLeader(watchCtx, a.lastState.Revision+1)
 		}
@@ -309,6 +312,25 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		timer.Stop()
 	}
+}
+
+// watchPostmaster has the loop woken the moment the postmaster now
+// running exits: a primary whose postgres crashed or was killed is
+// restarted (or hands over) at once instead of at the next loop_wait.
+func (a *Agent) watchPostmaster(ctx context.Context) {
+	pid, err := a.pg.PostmasterPID()
+	if err != nil || pid == 0 || pid == a.watchedPID {
+		return
+	}
+	a.watchedPID = pid
+	go func() {
+		if err := pg.WaitExit(ctx, pid); err == nil {
+			a.log.Info("postmaster exited: deciding now", "pid", pid)
+			a.poke()
+		} else if ctx.Err() == nil {
+			a.log.Warn("cannot watch the postmaster: its exit is seen at the next loop", "pid", pid, "err", err)
+		}
+	}()
 }
 
 // pass gathers the view, decides and acts once. done reports that a
