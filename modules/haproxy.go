@@ -35,7 +35,8 @@ type HAProxyConfig struct {
 	// Members are the database hosts, in a stable order.
 	Members []Backend
 	// Check tunes the health checks; zero fields take tight LAN defaults
-	// (inter 1s, fall 2, rise 1, fastinter 500ms, downinter 1s).
+	// (inter 1s, fall 2, rise 1, fastinter 500ms, downinter 250ms: a
+	// member that becomes primary is found within a quarter second).
 	Check HAProxyCheck
 	// MaxConn is haproxy's global connection limit (default 1000).
 	MaxConn int
@@ -82,7 +83,7 @@ func (c HAProxyConfig) withDefaults() HAProxyConfig {
 	}
 	defDur(&c.Check.Inter, time.Second)
 	defDur(&c.Check.FastInter, 500*time.Millisecond)
-	defDur(&c.Check.DownInter, c.Check.Inter)
+	defDur(&c.Check.DownInter, min(c.Check.Inter, 250*time.Millisecond))
 	if c.Bind == "" {
 		c.Bind = "*"
 	}
@@ -171,10 +172,15 @@ func haHostPort(host string, port int) string {
 // mode; each listen section checks every member with an HTTP GET on the
 // agent's port (/primary or /replica) and expects 200, so exactly the
 // members in that role receive traffic. Checks are tight (inter 1s, fall 2,
-// rise 1 by default) and a server marked down has its sessions shut
-// (on-marked-down shutdown-sessions), so clients of a demoted primary are cut
-// at once instead of writing into a read-only server. Client and server
-// timeouts are long (30m) because PostgreSQL sessions idle legitimately.
+// rise 1 by default, a server down checked every 250 ms) and a server marked
+// down has its sessions shut (on-marked-down shutdown-sessions), so clients
+// of a demoted primary are cut at once instead of writing into a read-only
+// server. A server that refuses a client's connection (a primary that has
+// just stopped) is marked down at once (observe layer4) and the connection
+// goes to another server in that role at once (redispatch, one retry),
+// without waiting for the checks or for HAProxy's one-second turn-around.
+// Client and server timeouts are long (30m) because PostgreSQL sessions
+// idle legitimately.
 func RenderHAProxy(cfg HAProxyConfig) (string, error) {
 	c := cfg.withDefaults()
 	if err := c.validate(); err != nil {
@@ -196,7 +202,8 @@ func RenderHAProxy(cfg HAProxyConfig) (string, error) {
 	w("    log global")
 	w("    option tcplog")
 	w("    option dontlognull")
-	w("    retries 2")
+	w("    retries 1")
+	w("    option redispatch 1")
 	w("    timeout connect 4s")
 	w("    timeout client 30m")
 	w("    timeout server 30m")
@@ -220,7 +227,7 @@ func RenderHAProxy(cfg HAProxyConfig) (string, error) {
 		}
 		w("    option httpchk GET %s", l.path)
 		w("    http-check expect status 200")
-		w("    default-server inter %s fastinter %s downinter %s fall %d rise %d on-marked-down shutdown-sessions",
+		w("    default-server inter %s fastinter %s downinter %s fall %d rise %d on-marked-down shutdown-sessions observe layer4 error-limit 1 on-error mark-down",
 			haDuration(ck.Inter), haDuration(ck.FastInter), haDuration(ck.DownInter), ck.Fall, ck.Rise)
 		for _, m := range c.Members {
 			line := fmt.Sprintf("    server %s %s check port %d", m.Name, haHostPort(m.Address, m.PGPort), c.APIPort)

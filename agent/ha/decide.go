@@ -29,10 +29,38 @@ import (
 //  8. No leader key: the best eligible candidate races for it, others wait.
 func Decide(v View) Decision {
 	d := decideRules(v)
+	if switchoverInFlight(v) {
+		// Leader and target take part in a switchover that is due: the
+		// leader waits for the target's replay to reach what it wrote,
+		// which the target publishes at each pass. At loop_wait the
+		// write pause would grow by up to a loop_wait on each side.
+		if w := v.Now + SwitchoverPoll; d.WakeAt == 0 || w < d.WakeAt {
+			d.WakeAt = w
+		}
+	}
 	if v.LeaseValid() && d.WakeAt == 0 {
 		d.WakeAt = v.LeaseDeadline
 	}
 	return d
+}
+
+// SwitchoverPoll is how often the leader and the target of a switchover
+// pass while it is carried out.
+const SwitchoverPoll = 50 * time.Millisecond
+
+// switchoverInFlight: a switchover is requested and due, and this member
+// holds the leader key or is its target.
+func switchoverInFlight(v View) bool {
+	if v.DCS == nil || v.DCS.Switchover == nil {
+		return false
+	}
+	sw := v.DCS.Switchover
+	if !sw.ScheduledAt.IsZero() && v.WallClock.Before(sw.ScheduledAt) {
+		return false
+	}
+	me := v.Self.Name
+	leader := v.DCS.Leader
+	return leader != nil && leader.Name == me || sw.To == me
 }
 
 func decideRules(v View) Decision {

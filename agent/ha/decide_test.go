@@ -859,6 +859,25 @@ func TestDecideWakesAtLeaseDeadline(t *testing.T) {
 	if d.WakeAt != 0 {
 		t.Errorf("replica WakeAt = %s, want 0", d.WakeAt)
 	}
+	// While a switchover is carried out, its leader and its target pass
+	// every SwitchoverPoll; the other members do not.
+	sw := func(s *dcs.ClusterState) { s.Switchover = &dcs.Switchover{From: "b", To: "a"} }
+	d = Decide(plainView(self(RoleReplica, 500), with(cluster("b", mem("b", RolePrimary, 500), mem("c", RoleReplica, 500)), sw)))
+	if d.WakeAt != now+SwitchoverPoll {
+		t.Errorf("switchover target WakeAt = %s, want now+%s", d.WakeAt, SwitchoverPoll)
+	}
+	d = Decide(leaderView(self(RolePrimary, 500), with(cluster("a", mem("a", RolePrimary, 500), mem("c", RoleReplica, 500)), func(s *dcs.ClusterState) {
+		s.Switchover = &dcs.Switchover{From: "a", To: "c"}
+	})))
+	if d.WakeAt != now+SwitchoverPoll {
+		t.Errorf("switchover leader WakeAt = %s, want now+%s", d.WakeAt, SwitchoverPoll)
+	}
+	v := plainView(self(RoleReplica, 500), with(cluster("b", mem("b", RolePrimary, 500)), func(s *dcs.ClusterState) {
+		s.Switchover = &dcs.Switchover{From: "b", To: "c"}
+	}))
+	if d = Decide(v); d.WakeAt != 0 {
+		t.Errorf("bystander WakeAt = %s, want 0", d.WakeAt)
+	}
 }
 
 // TestSwitchoverOutcome: every clear_switchover records the outcome the

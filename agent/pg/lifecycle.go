@@ -306,12 +306,28 @@ func (i *Instance) Promote(ctx context.Context) error {
 	}
 	if inRecovery {
 		t0 := time.Now()
-		var done bool
-		if err := conn.QueryRow(ctx, "SELECT pg_promote(true, 60)").Scan(&done); err != nil {
+		// pg_promote(wait => true) looks every 100 ms whether recovery
+		// ended: the agent asks every 5 ms instead, as the write pause of
+		// a failover lasts until the promotion is seen.
+		var ok bool
+		if err := conn.QueryRow(ctx, "SELECT pg_promote(false)").Scan(&ok); err != nil {
 			return fmt.Errorf("pg: promote: %w", err)
 		}
-		if !done {
-			return fmt.Errorf("pg: promote: still in recovery after 60 s")
+		if !ok {
+			return fmt.Errorf("pg: promote: the server did not accept the promotion request")
+		}
+		for inRecovery {
+			if time.Since(t0) > 60*time.Second {
+				return fmt.Errorf("pg: promote: still in recovery after 60 s")
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("pg: promote: %w", ctx.Err())
+			case <-time.After(5 * time.Millisecond):
+			}
+			if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
+				return fmt.Errorf("pg: promote: %w", err)
+			}
 		}
 		i.log().Info("promoted", "took", time.Since(t0).Round(time.Millisecond))
 		// Until the end-of-recovery checkpoint completes, pg_control still
