@@ -69,14 +69,20 @@ func (a *app) openStore(ctx context.Context, path string, log *slog.Logger) (*ag
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := cfg.Backup.Open(ctx, log)
-	if errors.Is(err, backup.ErrNoConfig) {
-		return nil, nil, fmt.Errorf("%w: run pgherd backup init", err)
-	}
+	st, err := openConfigStore(ctx, cfg, log)
 	if err != nil {
 		return nil, nil, err
 	}
 	return cfg, st, nil
+}
+
+// openConfigStore opens the repository of a loaded configuration.
+func openConfigStore(ctx context.Context, cfg *agent.Config, log *slog.Logger) (*backup.Store, error) {
+	st, err := cfg.Backup.Open(ctx, log)
+	if errors.Is(err, backup.ErrNoConfig) {
+		return nil, fmt.Errorf("%w: run pgherd backup init", err)
+	}
+	return st, err
 }
 
 func (a *app) walPushCommand() *cobra.Command {
@@ -118,7 +124,7 @@ Exit codes: 0 archived; 1 not archived (PostgreSQL retries).`,
 				}
 				return nil
 			}
-			cfg, st, err := a.openStore(ctx, config, a.logger())
+			st, err := openConfigStore(ctx, cfg, a.logger())
 			if err != nil {
 				return fail(err)
 			}
@@ -133,10 +139,10 @@ Exit codes: 0 archived; 1 not archived (PostgreSQL retries).`,
 	return c
 }
 
-// fetchViaAgent asks the local agent, which keeps the repository open, for
-// the WAL file (agent/walsocket.go); agent.ErrNoWALServer when no agent
-// answers, and wal-fetch opens the repository itself.
-func (a *app) fetchViaAgent(ctx context.Context, config, name, dest string) error {
+// fetchWAL restores the WAL file name to dest: through the local agent,
+// which keeps the repository open (agent/walsocket.go), or, when no agent
+// answers, from the repository opened here.
+func (a *app) fetchWAL(ctx context.Context, config, name, dest string) error {
 	cfg, err := loadBackupConfig(config)
 	if err != nil {
 		return err
@@ -145,7 +151,16 @@ func (a *app) fetchViaAgent(ctx context.Context, config, name, dest string) erro
 	if err != nil {
 		return err
 	}
-	return agent.FetchWALVia(ctx, agent.WALSocket(cfg.RunDir), name, abs)
+	err = agent.FetchWALVia(ctx, agent.WALSocket(cfg.RunDir), name, abs)
+	if !errors.Is(err, agent.ErrNoWALServer) {
+		return err
+	}
+	st, err := openConfigStore(ctx, cfg, a.logger())
+	if err != nil {
+		return err
+	}
+	defer closeStore(st)
+	return st.WALFetch(ctx, name, dest, cfg.Backup.WALFetchOptions())
 }
 
 func (a *app) walFetchCommand() *cobra.Command {
@@ -166,16 +181,7 @@ of the archive); 2 any other error (PostgreSQL retries).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			name := args[0]
-			err := a.fetchViaAgent(ctx, config, name, args[1])
-			if errors.Is(err, agent.ErrNoWALServer) {
-				var cfg *agent.Config
-				var st *backup.Store
-				cfg, st, err = a.openStore(ctx, config, a.logger())
-				if err == nil {
-					defer closeStore(st)
-					err = st.WALFetch(ctx, name, args[1], cfg.Backup.WALFetchOptions())
-				}
-			}
+			err := a.fetchWAL(ctx, config, name, args[1])
 			switch {
 			case err == nil:
 				return nil
