@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pgherd/pgherd/agent"
 	"github.com/pgherd/pgherd/modules"
 	"github.com/pgherd/pgherd/spec"
 )
@@ -66,6 +67,28 @@ func TestCompileLimit(t *testing.T) {
 			if h.Host != "node3" {
 				t.Errorf("phase %s has host %s outside -limit", p.Name, h.Host)
 			}
+		}
+	}
+}
+
+// TestPGParameters: crash recovery flushes each file system at once
+// (syncfs) on the versions that have the setting, unless the spec says
+// otherwise.
+func TestPGParameters(t *testing.T) {
+	for _, tc := range []struct {
+		version int
+		spec    map[string]string
+		want    string
+	}{
+		{15, nil, "syncfs"},
+		{17, nil, "syncfs"},
+		{14, nil, "syncfs"},
+		{13, nil, ""},
+		{15, map[string]string{"recovery_init_sync_method": "fsync"}, "fsync"},
+	} {
+		c := &spec.Cluster{Postgres: spec.Postgres{Version: tc.version, Parameters: tc.spec}}
+		if got := pgParameters(c, agent.TLSFiles{})["recovery_init_sync_method"]; got != tc.want {
+			t.Errorf("PostgreSQL %d with %v: recovery_init_sync_method %q, want %q", tc.version, tc.spec, got, tc.want)
 		}
 	}
 }
