@@ -61,6 +61,9 @@ func (a *Agent) do(ctx context.Context, v ha.View, act ha.Action) error {
 		if err := a.renewingWhile(ctx, a.pg.Promote); err != nil {
 			return err
 		}
+		// The next pass, at once, tells HAProxy (the API's /primary) that
+		// this member takes writes now, rather than after loop_wait.
+		a.poke()
 		a.recordPromotion(ctx, v)
 		return nil
 	case ha.StartPostgres:
@@ -68,7 +71,11 @@ func (a *Agent) do(ctx context.Context, v ha.View, act ha.Action) error {
 			if err := a.pg.ConfigurePrimary(ctx); err != nil {
 				return err
 			}
-			return a.renewingWhile(ctx, a.pg.Start)
+			if err := a.renewingWhile(ctx, a.pg.Start); err != nil {
+				return err
+			}
+			a.poke() // as after a promotion
+			return nil
 		}
 		if act.Target != "" {
 			// A standby's start waits until it is consistent, which may

@@ -340,6 +340,11 @@ func (a *Agent) pass(ctx context.Context) (ha.Decision, bool) {
 	defer a.actMu.Unlock()
 	a.takeReload(ctx)
 	v := a.observe(ctx)
+	// The API serves what was just observed (a member promoted by the
+	// previous pass answers /primary now, not after this pass's
+	// bookkeeping); the end of the pass publishes it again with the
+	// renewed lease.
+	a.publishSnapshot(v)
 	if a.shuttingDown.Load() && a.keepRunning.Load() {
 		a.handOverLease()
 		a.log.Info("exiting, leaving postgres and the leader key to the next agent")
