@@ -423,7 +423,7 @@ func haReport(trials int, rs ...*haResult) string {
 	s.WriteString("First pgherd (examples/ha applied by pgherd), then, on the same hosts, etcd and HAProxy, pgherd's agent stopped and Patroni (Debian's package) bootstrapping its own cluster.\n\n")
 	s.WriteString("One client inserts one row per transaction through the VIP's port 5000 (10 ms apart, reconnecting at once on an error; `e2e/workload`). ")
 	s.WriteString("The write gap is the longest time between two acknowledged writes from the fault until the cluster is whole again (one primary, the others streaming, judged by asking each PostgreSQL). ")
-	s.WriteString("Lost writes are acknowledged writes the final primary does not have; for the freeze, only those acknowledged after the freeze began count (earlier ones may be an asynchronous tail), for the other scenarios all. ")
+	s.WriteString("Lost writes are acknowledged writes the final primary does not have (the writer records which server acknowledged each); for the freeze, all but those the frozen primary acknowledged that were sent before the freeze began (the asynchronous tail) count, for the other scenarios all. ")
 	s.WriteString("The host is killed with `docker kill` and started again; frozen with `docker pause` for 50 s. RSS is the agent process's resident set on each host after 20 s of steady writes (pgherd agent vs the patroni process).\n\n")
 	fmt.Fprintf(&s, "%d trial(s) per scenario; median / max of the write gap.\n\n", trials)
 	s.WriteString("| scenario |")
