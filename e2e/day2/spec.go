@@ -16,14 +16,14 @@ const (
 )
 
 // Spec is examples/ha/main.hcl (its text given) moved onto the lab network
-// net ("10.84.0"), with postgresql-15 pinned to pkg and shared_buffers set.
-// The example stays the source of truth: a replacement that no longer
-// matches is an error rather than a silently different cluster.
+// net ("10.84.0": every address of the example's 10.77.0.0/24, the VIP and
+// the backup repository's included), with postgresql-15 pinned to pkg and
+// shared_buffers set. The example stays the source of truth: a replacement
+// that no longer matches is an error rather than a silently different
+// cluster.
 func Spec(example, net, pkg, sharedBuffers string) (string, error) {
 	src := example
 	for _, r := range []struct{ old, new string }{
-		{`vip       = "10.77.0.100/24"`, `vip       = "` + net + `.100/24"`},
-		{`address  = "10.77.0.0/24"`, `address  = "` + net + `.0/24"`},
 		{`version              = 15`, `version              = 15` + "\n    package_version      = \"" + pkg + `"`},
 		{`shared_buffers             = "128MB"`, `shared_buffers             = "` + sharedBuffers + `"`},
 	} {
@@ -32,7 +32,10 @@ func Spec(example, net, pkg, sharedBuffers string) (string, error) {
 		}
 		src = strings.Replace(src, r.old, r.new, 1)
 	}
-	return src, nil
+	if !strings.Contains(src, `"10.77.0.100/24"`) {
+		return "", fmt.Errorf("examples/ha/main.hcl no longer puts its VIP on 10.77.0.0/24: adapt day2.Spec")
+	}
+	return strings.ReplaceAll(src, "10.77.0.", net+"."), nil
 }
 
 // DSN reaches the example's primary port (5000) on the VIP of net as the
