@@ -160,6 +160,8 @@ func specDir(t *testing.T) string {
 	for _, r := range []struct{ old, new string }{
 		{`vip       = "10.77.0.100/24"`, `vip       = "` + vip + `/24"`},
 		{`address  = "10.77.0.0/24"`, `address  = "` + labSubnet + `"`},
+		// The backup repository's SFTP server, on node4.
+		{`host        = "10.77.0.14"`, `host        = "` + theLab.Hosts()[3].Address + `"`},
 		{`synchronous_mode = "off"`, `synchronous_mode = "on"`},
 		{`version              = 15`, "version              = 15\n    data_dir             = \"" + dataDir + "\""},
 	} {
