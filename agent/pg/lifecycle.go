@@ -255,15 +255,26 @@ func (i *Instance) Stop(ctx context.Context, mode StopMode) error {
 		return err
 	}
 	t0 := time.Now()
-	if _, err := i.run(ctx, "pg_ctl", "stop", "-w", "-t", "600", "-D", i.DataDir, "-m", string(mode)); err != nil {
-		if p, _ := i.postmasterPID(); p == 0 {
+	// pg_ctl stop's signals, sent here and waited for through a pidfd:
+	// pg_ctl looks every 100 ms, and a switchover's write pause lasts
+	// until the old primary is seen stopped.
+	if err := syscall.Kill(pid, stopSignals[mode]); err != nil {
+		if errors.Is(err, syscall.ESRCH) {
 			return nil // it stopped anyway (raced with another stop)
 		}
-		return err
+		return fmt.Errorf("pg: stop (%s): signal %d: %w", mode, pid, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 600*time.Second)
+	defer cancel()
+	if err := WaitExit(wctx, pid); err != nil {
+		return fmt.Errorf("pg: stop (%s): postmaster %d still running: %w", mode, pid, err)
 	}
 	i.log().Info("postgres stopped", "mode", mode, "took", time.Since(t0).Round(time.Millisecond))
 	return nil
 }
+
+// stopSignals are the postmaster's shutdown signals per mode.
+var stopSignals = map[StopMode]syscall.Signal{Smart: syscall.SIGTERM, Fast: syscall.SIGINT, Immediate: syscall.SIGQUIT}
 
 // Restart stops postgres (fast) and starts it again.
 func (i *Instance) Restart(ctx context.Context) error {
