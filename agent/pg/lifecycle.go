@@ -195,11 +195,49 @@ func (i *Instance) Start(ctx context.Context) error {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	t0 := time.Now()
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("pg: pg_ctl start: %w: %s; log %s: %s", err, tail(out.String(), 4), i.logFile(), tail(i.readLog(), 6))
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("pg: pg_ctl start: %w", err)
 	}
-	i.log().Info("postgres started", "datadir", i.DataDir, "port", i.Port, "took", time.Since(t0).Round(time.Millisecond))
-	return nil
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	// pg_ctl looks every 100 ms whether the server is ready; the agent
+	// looks every 5 ms too and goes on as soon as it is (pg_ctl then
+	// exits on its own), as a crashed primary is down until then.
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				return fmt.Errorf("pg: pg_ctl start: %w: %s; log %s: %s", err, tail(out.String(), 4), i.logFile(), tail(i.readLog(), 6))
+			}
+		case <-tick.C:
+			if !i.readySince(t0) {
+				continue
+			}
+		}
+		i.log().Info("postgres started", "datadir", i.DataDir, "port", i.Port, "took", time.Since(t0).Round(time.Millisecond))
+		return nil
+	}
+}
+
+// readySince reports that a postmaster started at t0 or later serves the
+// data directory and accepts connections (postmaster.pid's status line
+// says ready, or standby on a hot standby).
+func (i *Instance) readySince(t0 time.Time) bool {
+	data, err := os.ReadFile(i.path("postmaster.pid"))
+	if err != nil {
+		return false
+	}
+	lines := strings.Split(string(data), "\n")
+	if len(lines) < 8 {
+		return false
+	}
+	pid, err1 := strconv.Atoi(strings.TrimSpace(lines[0]))
+	started, err2 := strconv.ParseInt(strings.TrimSpace(lines[2]), 10, 64)
+	status := strings.TrimSpace(lines[7])
+	return err1 == nil && err2 == nil && started >= t0.Unix()-1 &&
+		(status == "ready" || status == "standby") && isPostgres(pid)
 }
 
 func (i *Instance) readLog() string {
