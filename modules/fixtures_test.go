@@ -25,19 +25,20 @@ var update = flag.Bool("update", false, "rewrite the want sections of testdata/*
 // fixtureKinds maps each fixture directory under testdata to the decoder of
 // its args.json: every resource kind with fixtures is listed here once.
 var fixtureKinds = map[string]func(args []byte) (Resource, error){
-	"packages":           decoder[Packages],
-	"file":               decoder[File],
-	"directory":          decoder[Directory],
-	"group":              decoder[Group],
-	"user":               decoder[User],
-	"service":            decoder[Service],
-	"sysctl":             decoder[Sysctl],
-	"postgres_adopt":     decoder[PostgresAdopt],
-	"postgres_roll":      decoder[PostgresRoll],
-	"detach":             decoder[DetachedMember],
-	"etcd/membership":    decoder[EtcdMembership],
-	"etcd/member":        decoder[EtcdMember],
-	"postgres/unit_mask": decoder[UnitMask],
+	"packages":                 decoder[Packages],
+	"file":                     decoder[File],
+	"directory":                decoder[Directory],
+	"group":                    decoder[Group],
+	"user":                     decoder[User],
+	"service":                  decoder[Service],
+	"sysctl":                   decoder[Sysctl],
+	"postgres_adopt":           decoder[PostgresAdopt],
+	"postgres_roll":            decoder[PostgresRoll],
+	"detach":                   decoder[DetachedMember],
+	"etcd/membership":          decoder[EtcdMembership],
+	"etcd/member":              decoder[EtcdMember],
+	"postgres/unit_mask":       decoder[UnitMask],
+	"postgres/data_dir_parent": decoder[DataDirParent],
 }
 
 // decoder decodes args.json into a T, refusing unknown fields.

@@ -88,8 +88,72 @@ func PostgresHostResources(cfg PostgresHost) []Resource {
 	// a mkdir -p by root would leave it root's.
 	if parent := filepath.Dir(dataDir); strings.HasPrefix(parent, "/var/lib/postgresql/") {
 		rs = append(rs, Directory{Path: parent, Owner: "postgres", Group: "postgres", Mode: "0755"})
+	} else {
+		rs = append(rs, DataDirParent{Path: parent})
 	}
 	return append(rs, Directory{Path: dataDir, Owner: "postgres", Group: "postgres", Mode: "0700"})
+}
+
+// DataDirParent is the directory that holds a data directory outside
+// Debian's layout. The agent, as postgres, works beside the data directory
+// (see PostgresHostResources), so postgres must be able to write there: a
+// missing parent is created postgres:postgres 0755; an existing one that
+// postgres cannot write to is a plan error that says what to do, never a
+// chown of a directory pgherd did not make. Its address is
+// "data_dir_parent.<path>".
+type DataDirParent struct {
+	Path string `json:"path"`
+}
+
+// Address implements Resource.
+func (d DataDirParent) Address() string { return "data_dir_parent." + d.Path }
+
+// Probe implements Resource: the directory's stat, and whether postgres
+// may write to it (unknown before the postgres user exists).
+func (d DataDirParent) Probe() string {
+	return statProbe(d.Path) + `if ! id -u postgres >/dev/null 2>&1; then echo postgres_writes=unknown
+elif runuser -u postgres -- test -w "$p" -a -x "$p"; then echo postgres_writes=yes
+else echo postgres_writes=no; fi
+`
+}
+
+// Diff implements Resource.
+func (d DataDirParent) Diff(fact Fact) (planner.Change, []Step, error) {
+	addr := d.Address()
+	ch := planner.Change{Resource: addr, Action: planner.NoOp}
+	if !strings.HasPrefix(d.Path, "/") {
+		return ch, nil, fmt.Errorf("%s: path must be absolute: %w", addr, ErrInvalid)
+	}
+	ff, err := parseFileFact(addr, fact)
+	if err != nil {
+		return ch, nil, err
+	}
+	switch ff.typ {
+	case "absent":
+		ch.Action = planner.Create
+		ch.Reason = "the data directory's parent does not exist"
+		ch.Attrs = []planner.Attr{{Name: "owner", After: "postgres"}, {Name: "group", After: "postgres"}, {Name: "mode", After: "0755"}}
+		return ch, []Step{{Desc: "install -d -o postgres -g postgres -m 0755 " + d.Path,
+			Cmd: executors.Join("install", "-d", "-o", "postgres", "-g", "postgres", "-m", "0755", "--", d.Path)}}, nil
+	case "directory":
+	default:
+		return ch, nil, fmt.Errorf("%s: path is a %s, not a directory: %w", addr, ff.typ, ErrConflict)
+	}
+	writes := parseKV(fact.Stdout)["postgres_writes"]
+	if writes == "unknown" {
+		// No postgres user yet: it will own nothing here but what its
+		// name or group owns.
+		m := ff.mode
+		writes = "no"
+		if ff.owner == "postgres" && m&0o300 == 0o300 || ff.group == "postgres" && m&0o030 == 0o030 || m&0o003 == 0o003 {
+			writes = "yes"
+		}
+	}
+	if writes != "yes" {
+		return ch, nil, fmt.Errorf("%s: postgres cannot write to %s (owner %s, group %s, mode %s), the directory of data_dir: the agent keeps beside the data directory the marker of an unfinished rewrite and a restore's staging directory; make it postgres's (chown postgres:postgres %s) or choose a data_dir in a directory postgres owns: %w",
+			addr, d.Path, ff.owner, ff.group, fmtMode(ff.mode), d.Path, ErrConflict)
+	}
+	return ch, nil, nil
 }
 
 // UnitMask is a systemd unit that must never start: masked (a link to

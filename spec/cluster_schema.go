@@ -48,7 +48,7 @@ var clusterSchema = Block{
 				{Name: "package_version", Type: cty.String, DefaultDoc: "any",
 					Description: "An exact Debian version of `postgresql-<version>`, such as `\"15.18-0+deb12u1\"`; it must start with the major version."},
 				{Name: "port", Type: cty.Number, Kind: KindPort, Default: cty.NumberIntVal(5432), Description: "The port PostgreSQL listens on."},
-				{Name: "data_dir", Type: cty.String, Kind: KindAbsPath, DefaultDoc: "`\"/var/lib/postgresql/<version>/main\"`", Description: "The data directory. Its parent must be writable by the `postgres` user (pgherd makes `/var/lib/postgresql/<version>` so): the agent moves a replaced data directory aside there, builds a restored one beside it, and marks an unfinished pg_rewind or clone with `<data_dir>.pgherd-incomplete`."},
+				{Name: "data_dir", Type: cty.String, Kind: KindAbsPath, DefaultDoc: "`\"/var/lib/postgresql/<version>/main\"`", Description: "The data directory. Its parent must be writable by the `postgres` user: pgherd makes `/var/lib/postgresql/<version>` so, creates a missing parent as postgres's, and refuses (a plan error) an existing one postgres cannot write to. The agent moves a replaced data directory aside there, builds a restored one beside it, and marks an unfinished pg_rewind or clone with `<data_dir>.pgherd-incomplete`."},
 				{Name: "adopt", Type: cty.String, DefaultDoc: "none",
 					Description: "A host of `hosts` whose running PostgreSQL, installed by hand (Debian's `<version>/main` cluster), becomes the cluster's first primary without a restart; the other hosts are cloned from it. " +
 						"`plan` checks it first and shows the migration's steps with their client impact (see docs/runbooks/migration.md)."},

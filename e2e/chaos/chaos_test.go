@@ -25,8 +25,8 @@ import (
 
 const (
 	vip         = labNet + ".100"
-	dataDir     = "/data/pgherd"
-	appPassword = "lab-app-pw" // the example's variable default
+	dataDir     = "/data/postgresql/pgherd" // its parent made postgres's by pgherd (the agent works beside it)
+	appPassword = "lab-app-pw"              // the example's variable default
 )
 
 // settings of a soak, from the environment (make chaos sets them).
