@@ -78,11 +78,17 @@ func (a *app) openStore(ctx context.Context, path string, log *slog.Logger) (*ag
 
 // openConfigStore opens the repository of a loaded configuration.
 func openConfigStore(ctx context.Context, cfg *agent.Config, log *slog.Logger) (*backup.Store, error) {
-	st, err := cfg.Backup.Open(ctx, log)
+	st, err := cfg.Backup.Open(ctx, log, "")
+	return st, noConfigHint(err)
+}
+
+// noConfigHint adds what to do to an error of a repository that was never
+// initialized.
+func noConfigHint(err error) error {
 	if errors.Is(err, backup.ErrNoConfig) {
-		return nil, fmt.Errorf("%w: run pgherd backup init", err)
+		return fmt.Errorf("%w: run pgherd backup init", err)
 	}
-	return st, err
+	return err
 }
 
 func (a *app) walPushCommand() *cobra.Command {
@@ -124,13 +130,10 @@ Exit codes: 0 archived; 1 not archived (PostgreSQL retries).`,
 				}
 				return nil
 			}
-			st, err := openConfigStore(ctx, cfg, a.logger())
-			if err != nil {
-				return fail(err)
-			}
-			defer closeStore(st)
-			if err := st.WALPush(ctx, args[0], cfg.Backup.WALPushOptions()); err != nil {
-				return fail(err)
+			stores := cfg.Backup.Stores(a.logger())
+			defer stores.Close()
+			if err := stores.WALPush(ctx, args[0], cfg.Backup.WALPushOptions()); err != nil {
+				return fail(noConfigHint(err))
 			}
 			return nil
 		},
@@ -155,12 +158,9 @@ func (a *app) fetchWAL(ctx context.Context, config, name, dest string) error {
 	if !errors.Is(err, agent.ErrNoWALServer) {
 		return err
 	}
-	st, err := openConfigStore(ctx, cfg, a.logger())
-	if err != nil {
-		return err
-	}
-	defer closeStore(st)
-	return st.WALFetch(ctx, name, dest, cfg.Backup.WALFetchOptions())
+	stores := cfg.Backup.Stores(a.logger())
+	defer stores.Close()
+	return noConfigHint(stores.WALFetch(ctx, name, dest, cfg.Backup.WALFetchOptions()))
 }
 
 func (a *app) walFetchCommand() *cobra.Command {
@@ -286,13 +286,17 @@ func (a *app) runBackup(ctx context.Context, f *backupFlags) error {
 		opts.PrimaryConn = pc
 	}
 
-	repo, err := b.NewRepository(ctx)
+	r, err := b.Repository("")
+	if err != nil {
+		return err
+	}
+	repo, err := r.Connect(ctx)
 	if err != nil {
 		return err
 	}
 	counted := &countingRepo{Repository: repo}
 	defer closeRepo(repo)
-	st, err := backup.Open(ctx, counted, b.StoreOptions(log))
+	st, err := backup.Open(ctx, counted, b.StoreOptions(log, r))
 	if err != nil {
 		return err
 	}
@@ -554,7 +558,7 @@ encryption key. It refuses a repository that has one already.`,
 			if err != nil {
 				return err
 			}
-			st, err := cfg.Backup.Init(ctx, a.logger())
+			st, err := cfg.Backup.Init(ctx, a.logger(), "")
 			if err != nil {
 				return err
 			}
@@ -563,7 +567,7 @@ encryption key. It refuses a repository that has one already.`,
 			if st.Encrypted() {
 				enc = "encrypted"
 			}
-			fmt.Fprintf(a.env.Stdout, "Repository initialized (%s repository, zstd level %d, %s).\n", cfg.Backup.Repository.Type, st.Config().Level, enc)
+			fmt.Fprintf(a.env.Stdout, "Repository initialized (%s repository, zstd level %d, %s).\n", cfg.Backup.Repositories[0].Type, st.Config().Level, enc)
 			return nil
 		},
 	}
@@ -677,16 +681,12 @@ func (a *app) runRestore(ctx context.Context, f *restoreFlags) error {
 		return err
 	}
 	log := a.logger()
-	repo, err := cfg.Backup.NewRepository(ctx)
+	var counted countingRepo
+	st, err := cfg.Backup.OpenForRestore(ctx, log, "", opts, counted.wrap)
 	if err != nil {
 		return err
 	}
-	defer closeRepo(repo)
-	counted := &countingRepo{Repository: repo}
-	st, err := backup.Open(ctx, counted, cfg.Backup.StoreOptions(log))
-	if err != nil {
-		return err
-	}
+	defer st.Close()
 	total := restoreTotal(ctx, st, opts)
 	p := a.startProgress(ctx, "restore", func() string {
 		n := counted.got()

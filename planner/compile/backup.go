@@ -52,23 +52,24 @@ func backupConfig(c *spec.Cluster) *agent.BackupConfig {
 		From:                    string(b.From),
 		CreateReplicaFromBackup: b.CreateReplicaFromBackup,
 		Retention:               agent.BackupRetention{Full: b.Retention.Full},
-		Repository:              agent.BackupRepository{Type: r.Type, Path: r.Path},
 	}
 	cfg.Retention.Age.Duration = b.Retention.Age
+	ar := agent.BackupRepository{Type: r.Type, Path: r.Path}
 	switch r.Type {
 	case spec.RepoSFTP:
-		cfg.Repository.SFTP = &agent.SFTPRepository{Host: r.Host, Port: r.Port, User: r.User, KeyFile: r.KeyFile,
+		ar.SFTP = &agent.SFTPRepository{Host: r.Host, Port: r.Port, User: r.User, KeyFile: r.KeyFile,
 			KnownHosts: r.KnownHosts, Root: r.Root}
 		if r.PrivateKey != "" {
-			cfg.Repository.SFTP.KeyFile = sftpKeyFile
+			ar.SFTP.KeyFile = sftpKeyFile
 		}
 		if r.HostKey != "" {
-			cfg.Repository.SFTP.KnownHosts = sftpKnownHostsFile
+			ar.SFTP.KnownHosts = sftpKnownHostsFile
 		}
 	case spec.RepoS3:
-		cfg.Repository.S3 = &agent.S3Repository{Endpoint: r.Endpoint, Region: r.Region, Bucket: r.Bucket, Prefix: r.Prefix,
+		ar.S3 = &agent.S3Repository{Endpoint: r.Endpoint, Region: r.Region, Bucket: r.Bucket, Prefix: r.Prefix,
 			AccessKey: r.AccessKey, SecretKey: r.SecretKey}
 	}
+	cfg.Repositories = []agent.BackupRepository{ar}
 	return cfg
 }
 
