@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync"
 )
 
@@ -41,18 +42,18 @@ func (ss *Stores) store(ctx context.Context, i int) (st *Store, kept bool, err e
 	}
 	st, err = ss.open(ctx, i)
 	if err != nil {
-		return nil, false, ss.named(i, err)
+		return nil, false, err
 	}
 	ss.stores[i] = st
 	return st, false, nil
 }
 
-// named adds repository i's name to an error of opening it.
-func (ss *Stores) named(i int, err error) error {
+// in names repository i for an error message, as Store.in does.
+func (ss *Stores) in(i int) string {
 	if ss.names[i] == "" {
-		return err
+		return ""
 	}
-	return fmt.Errorf("repository %q: %w", ss.names[i], err)
+	return fmt.Sprintf(" in repository %q", ss.names[i])
 }
 
 // drop closes repository i if it is still st.
@@ -83,6 +84,9 @@ func (ss *Stores) with(ctx context.Context, i int, op func(*Store) error) error 
 	var err error
 	for range 2 {
 		st, kept, oerr := ss.store(ctx, i)
+		if oerr != nil && ss.names[i] != "" {
+			return fmt.Errorf("repository %q: %w", ss.names[i], oerr)
+		}
 		if oerr != nil {
 			return oerr
 		}
@@ -111,7 +115,7 @@ func (ss *Stores) WALPush(ctx context.Context, walPath string, opts WALPushOptio
 	var errs []error
 	for i := range ss.names {
 		if _, _, err := ss.store(ctx, i); err != nil {
-			errs = append(errs, fmt.Errorf("backup: wal-push %s: %w", walPath, err))
+			errs = append(errs, fmt.Errorf("backup: wal-push %s%s: %w", filepath.Base(walPath), ss.in(i), err))
 			continue
 		}
 		targets = append(targets, func(op func(*Store) error) error { return ss.with(ctx, i, op) })
