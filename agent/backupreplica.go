@@ -28,8 +28,9 @@ func (a *Agent) makeReplica(ctx context.Context, v ha.View, act ha.Action) error
 	return a.pg.Clone(ctx, a.connInfo(v, act.Target), pg.CloneOptions{Slot: pg.SlotName(a.cfg.Name), MoveAside: moveAside})
 }
 
-// restoreReplica restores the latest backup into a staging directory and
-// installs it as the data directory, with this member's parameters.
+// restoreReplica restores the latest backup of the first repository that
+// has one into a staging directory and installs it as the data directory,
+// with this member's parameters.
 func (a *Agent) restoreReplica(ctx context.Context, moveAside bool) error {
 	b := a.cfg.Backup
 	if err := b.Check(); err != nil {
@@ -45,12 +46,13 @@ func (a *Agent) restoreReplica(ctx context.Context, moveAside bool) error {
 			os.RemoveAll(dir) // never started: nothing to keep
 		}
 	}()
-	st, err := b.Open(ctx, a.log.With("component", "backup"))
+	opts := backup.RestoreOptions{DataDir: dir, Parallel: b.Parallel, Standby: true}
+	st, err := b.OpenForRestore(ctx, a.log.With("component", "backup"), "", opts, nil)
 	if err != nil {
 		return err
 	}
-	defer closeRepo(st.Repository())
-	res, err := st.Restore(ctx, backup.RestoreOptions{DataDir: dir, Parallel: b.Parallel, Standby: true})
+	defer st.Close()
+	res, err := st.Restore(ctx, opts)
 	if err != nil {
 		return err
 	}

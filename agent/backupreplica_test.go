@@ -34,7 +34,7 @@ func walHelper(cfgJSON string, args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	st, err := b.Open(ctx, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	st, err := b.Open(ctx, slog.New(slog.NewTextHandler(os.Stderr, nil)), "")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -90,7 +90,7 @@ func TestReplicaFromBackup(t *testing.T) {
 			if err := os.WriteFile(helper, data, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			bcfg = &BackupConfig{Repository: BackupRepository{Type: RepoPath, Path: repo}, CreateReplicaFromBackup: true}
+			bcfg = &BackupConfig{Repositories: []BackupRepository{{Type: RepoPath, Path: repo}}, CreateReplicaFromBackup: true}
 			if err := bcfg.Check(); err != nil {
 				t.Fatal(err)
 			}
@@ -110,12 +110,12 @@ func TestReplicaFromBackup(t *testing.T) {
 		cfg.Postgres.Parameters["restore_command"] = env + ` wal-fetch %f "%p"`
 	})
 	ctx := t.Context()
-	st, err := bcfg.Init(ctx, slog.New(slog.NewTextHandler(t.Output(), nil)))
+	st, err := bcfg.Init(ctx, slog.New(slog.NewTextHandler(t.Output(), nil)), "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Made as root: PostgreSQL's archive_command runs as postgres.
-	if err := filepath.WalkDir(bcfg.Repository.Path, func(p string, _ fs.DirEntry, err error) error {
+	if err := filepath.WalkDir(bcfg.Repositories[0].Path, func(p string, _ fs.DirEntry, err error) error {
 		if err == nil {
 			chownPostgres(t, p)
 		}

@@ -93,15 +93,16 @@ func askWALServer(ctx context.Context, sock string, req walRequest) error {
 	}
 }
 
-// walServer serves FetchWALVia with a store kept open between requests.
+// walServer serves FetchWALVia and PushWALVia with the repositories kept
+// open between requests.
 type walServer struct {
 	log *slog.Logger
 	cfg func() *BackupConfig // the configuration in force
 
-	mu     sync.Mutex
-	st     *backup.Store
-	stFrom *BackupConfig // the configuration st was opened with
-	busy   int           // requests being served
+	mu         sync.Mutex
+	stores     *backup.Stores
+	storesFrom *BackupConfig // the configuration stores were made from
+	busy       int           // requests being served
 }
 
 // serve listens on sock until ctx ends. A stale socket file from an
@@ -168,77 +169,51 @@ func (s *walServer) handle(ctx context.Context, c net.Conn) {
 	}
 }
 
-// fetch runs one wal-fetch on the kept store.
+// fetch runs one wal-fetch on the kept repositories.
 func (s *walServer) fetch(ctx context.Context, name, dest string) error {
-	return s.withStore(ctx, "wal-fetch "+name, func(st *backup.Store, b *BackupConfig) error {
-		return st.WALFetch(ctx, name, dest, b.WALFetchOptions())
-	})
-}
-
-// push runs one wal-push on the kept store.
-func (s *walServer) push(ctx context.Context, path string) error {
-	return s.withStore(ctx, "wal-push "+path, func(st *backup.Store, b *BackupConfig) error {
-		return st.WALPush(ctx, path, b.WALPushOptions())
-	})
-}
-
-// withStore runs op on the kept store; a store that failed is dropped and
-// opened again once, since its connection may have gone.
-func (s *walServer) withStore(ctx context.Context, what string, op func(*backup.Store, *BackupConfig) error) error {
-	var err error
-	for attempt := 0; attempt < 2; attempt++ {
-		var st *backup.Store
-		var b *BackupConfig
-		if st, b, err = s.store(ctx); err != nil {
-			return err
-		}
-		err = op(st, b)
-		if err == nil || errors.Is(err, backup.ErrNotFound) || errors.Is(err, backup.ErrBadWALName) || errors.Is(err, backup.ErrWALMismatch) {
-			return err
-		}
-		s.log.Warn("the kept repository connection failed; reconnecting", "op", what, "err", err)
-		s.drop(st)
+	ss, b, err := s.kept()
+	if err != nil {
+		return err
 	}
-	return err
+	return ss.WALFetch(ctx, name, dest, b.WALFetchOptions())
 }
 
-func (s *walServer) store(ctx context.Context) (*backup.Store, *BackupConfig, error) {
+// push runs one wal-push on the kept repositories.
+func (s *walServer) push(ctx context.Context, path string) error {
+	ss, b, err := s.kept()
+	if err != nil {
+		return err
+	}
+	return ss.WALPush(ctx, path, b.WALPushOptions())
+}
+
+// kept returns the repositories of the configuration in force, each
+// opened when first needed and kept open (and opened again when a kept
+// connection fails: backup.Stores). A new configuration closes the
+// repositories of the old one.
+func (s *walServer) kept() (*backup.Stores, *BackupConfig, error) {
 	b := s.cfg()
 	if b == nil {
 		return nil, nil, ErrNoBackup
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.st != nil && s.stFrom == b {
-		return s.st, b, nil
+	if s.stores != nil && s.storesFrom == b {
+		return s.stores, b, nil
 	}
-	if s.st != nil {
-		closeRepo(s.st.Repository())
-		s.st = nil
+	if s.stores != nil {
+		s.stores.Close()
 	}
-	st, err := b.Open(ctx, s.log)
-	if err != nil {
-		return nil, nil, err
-	}
-	s.st, s.stFrom = st, b
-	return st, b, nil
-}
-
-func (s *walServer) drop(st *backup.Store) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.st == st {
-		closeRepo(st.Repository())
-		s.st = nil
-	}
+	s.stores, s.storesFrom = b.Stores(s.log), b
+	return s.stores, b, nil
 }
 
 func (s *walServer) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.st != nil {
-		closeRepo(s.st.Repository())
-		s.st = nil
+	if s.stores != nil {
+		s.stores.Close()
+		s.stores = nil
 	}
 }
 

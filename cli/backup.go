@@ -56,33 +56,13 @@ func loadBackupConfig(path string) (*agent.Config, error) {
 	return cfg, nil
 }
 
-// closeStore closes the repository's connection, if it holds one.
-func closeStore(st *backup.Store) {
-	if c, ok := st.Repository().(io.Closer); ok {
-		c.Close()
-	}
-}
-
-// openStore loads the configuration and opens the repository.
-func (a *app) openStore(ctx context.Context, path string, log *slog.Logger) (*agent.Config, *backup.Store, error) {
-	cfg, err := loadBackupConfig(path)
-	if err != nil {
-		return nil, nil, err
-	}
-	st, err := openConfigStore(ctx, cfg, log)
-	if err != nil {
-		return nil, nil, err
-	}
-	return cfg, st, nil
-}
-
-// openConfigStore opens the repository of a loaded configuration.
-func openConfigStore(ctx context.Context, cfg *agent.Config, log *slog.Logger) (*backup.Store, error) {
-	st, err := cfg.Backup.Open(ctx, log)
+// noConfigHint adds what to do to an error of a repository that was never
+// initialized.
+func noConfigHint(err error) error {
 	if errors.Is(err, backup.ErrNoConfig) {
-		return nil, fmt.Errorf("%w: run pgherd backup init", err)
+		return fmt.Errorf("%w: run pgherd backup init", err)
 	}
-	return st, err
+	return err
 }
 
 func (a *app) walPushCommand() *cobra.Command {
@@ -91,14 +71,18 @@ func (a *app) walPushCommand() *cobra.Command {
 		Use:   "wal-push [flags] PATH",
 		Short: "Archive one WAL file (PostgreSQL's archive_command)",
 		Long: `wal-push archives the WAL file at PATH (relative to the data directory) into
-the repository of the agent's configuration. It is PostgreSQL's
-archive_command:
+the repository of the agent's configuration, into each when it has several.
+It is PostgreSQL's archive_command:
 
   archive_command = 'pgherd wal-push %p'
 
 Pushing a file archived already with the same content succeeds; a different
-file of the same name is refused. With a spool_dir in the configuration, one
-call also pushes the other files PostgreSQL marked ready, in parallel.
+file of the same name is refused. With several repositories it succeeds only
+when every repository has the file, so that none has a hole: one that cannot
+be reached fails the push (the error names it) while the others still get
+the file, and PostgreSQL keeps the segment and retries. With a spool_dir in
+the configuration, one call also pushes the other files PostgreSQL marked
+ready, in parallel.
 
 Exit codes: 0 archived; 1 not archived (PostgreSQL retries).`,
 		Args: cobra.ExactArgs(1),
@@ -124,13 +108,10 @@ Exit codes: 0 archived; 1 not archived (PostgreSQL retries).`,
 				}
 				return nil
 			}
-			st, err := openConfigStore(ctx, cfg, a.logger())
-			if err != nil {
-				return fail(err)
-			}
-			defer closeStore(st)
-			if err := st.WALPush(ctx, args[0], cfg.Backup.WALPushOptions()); err != nil {
-				return fail(err)
+			stores := cfg.Backup.Stores(a.logger())
+			defer stores.Close()
+			if err := stores.WALPush(ctx, args[0], cfg.Backup.WALPushOptions()); err != nil {
+				return fail(noConfigHint(err))
 			}
 			return nil
 		},
@@ -155,12 +136,9 @@ func (a *app) fetchWAL(ctx context.Context, config, name, dest string) error {
 	if !errors.Is(err, agent.ErrNoWALServer) {
 		return err
 	}
-	st, err := openConfigStore(ctx, cfg, a.logger())
-	if err != nil {
-		return err
-	}
-	defer closeStore(st)
-	return st.WALFetch(ctx, name, dest, cfg.Backup.WALFetchOptions())
+	stores := cfg.Backup.Stores(a.logger())
+	defer stores.Close()
+	return noConfigHint(stores.WALFetch(ctx, name, dest, cfg.Backup.WALFetchOptions()))
 }
 
 func (a *app) walFetchCommand() *cobra.Command {
@@ -173,7 +151,9 @@ against its checksum. It is PostgreSQL's restore_command:
 
   restore_command = 'pgherd wal-fetch %f "%p"'
 
-With a spool_dir in the configuration it prefetches the following segments.
+With several repositories it takes the file from the first, in order, that
+has it, passing over one that cannot be reached or holds a damaged copy. With
+a spool_dir in the configuration it prefetches the following segments.
 
 Exit codes: 0 restored; 1 not in the archive (PostgreSQL takes it as the end
 of the archive); 2 any other error (PostgreSQL retries).`,
@@ -207,18 +187,24 @@ type backupFlags struct {
 	typ      string
 	from     string
 	parallel int
+	repo     string
+	allRepos bool
 }
 
 func (a *app) backupCommand() *cobra.Command {
 	var f backupFlags
 	c := &cobra.Command{
 		Use:   "backup [flags]",
-		Short: "Take a base backup of this host's PostgreSQL into the repository",
+		Short: "Take a base backup of this host's PostgreSQL into a repository",
 		Long: `backup takes a base backup of the PostgreSQL of this host (connecting over its
-unix socket as the superuser of the agent's configuration) into the
+unix socket as the superuser of the agent's configuration) into a
 repository: full, or incremental on the latest backup (a full one when the
 repository has none). From a standby, it asks the primary (the leader in
 etcd) to switch WAL so that the backup's last segment gets archived.
+
+With several repositories, the backup goes into the first one, or the one
+--repo names; --all-repos takes one backup into each, in turn (a failure in
+one does not stop the others; the exit code is then 1).
 
 --from says where backups are taken (default: the configuration's, itself
 "standby" by default). On a host that is not such a server, backup does
@@ -237,6 +223,8 @@ Exit codes: 0 backup taken; 1 error; 3 skipped (not the server --from asks for).
 	c.Flags().StringVar(&f.typ, "type", "full", "full or incr")
 	c.Flags().StringVar(&f.from, "from", "", "standby or primary (default: the configuration's)")
 	c.Flags().IntVar(&f.parallel, "parallel", 0, "files copied at once (default: the configuration's)")
+	repoFlag(c, &f.repo, "the repository to back up into (default: the first)")
+	c.Flags().BoolVar(&f.allRepos, "all-repos", false, "take one backup into each repository, in turn")
 	c.AddCommand(a.backupListCommand(), a.backupVerifyCommand(), a.backupExpireCommand(), a.backupInitCommand())
 	return c
 }
@@ -249,11 +237,20 @@ func (a *app) runBackup(ctx context.Context, f *backupFlags) error {
 	if f.from != "" && f.from != agent.FromStandby && f.from != agent.FromPrimary {
 		return fmt.Errorf("--from must be standby or primary, not %q", f.from)
 	}
+	if f.repo != "" && f.allRepos {
+		return errors.New("give --repo or --all-repos, not both")
+	}
 	cfg, err := loadBackupConfig(f.config)
 	if err != nil {
 		return err
 	}
 	b := cfg.Backup
+	repos := b.Repositories[:1]
+	if f.repo != "" || f.allRepos {
+		if repos, err = selectRepos(b, f.repo); err != nil {
+			return err
+		}
+	}
 	from := b.From
 	if f.from != "" {
 		from = f.from
@@ -285,16 +282,33 @@ func (a *app) runBackup(ctx context.Context, f *backupFlags) error {
 		}
 		opts.PrimaryConn = pc
 	}
+	if len(repos) == 1 {
+		return a.backupInto(ctx, b, &repos[0], opts)
+	}
+	failed := false
+	for i := range repos {
+		if err := a.backupInto(ctx, b, &repos[i], opts); err != nil {
+			fmt.Fprintf(a.env.Stderr, "Error: backup into %s: %v\n", &repos[i], err)
+			failed = true
+		}
+	}
+	if failed {
+		return &exitError{code: exitError1}
+	}
+	return nil
+}
 
-	repo, err := b.NewRepository(ctx)
+// backupInto takes a backup into the repository r.
+func (a *app) backupInto(ctx context.Context, b *agent.BackupConfig, r *agent.BackupRepository, opts backup.BackupOptions) error {
+	repo, err := r.Connect(ctx)
 	if err != nil {
 		return err
 	}
 	counted := &countingRepo{Repository: repo}
 	defer closeRepo(repo)
-	st, err := backup.Open(ctx, counted, b.StoreOptions(log))
+	st, err := backup.Open(ctx, counted, b.StoreOptions(a.logger(), r))
 	if err != nil {
-		return err
+		return noConfigHint(err)
 	}
 	p := a.startProgress(ctx, "backup", func() string {
 		n, bytes := counted.put()
@@ -305,8 +319,12 @@ func (a *app) runBackup(ctx context.Context, f *backupFlags) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(a.env.Stdout, "Backup %s (%s) taken: %d files, %s, %s stored, WAL %s to %s.\n",
-		m.ID, m.Type, len(m.Files), humanBytes(m.Size), humanBytes(m.StoredSize), m.StartWAL, m.StopWAL)
+	into := ""
+	if r.Name != "" {
+		into = " into " + r.String()
+	}
+	fmt.Fprintf(a.env.Stdout, "Backup %s (%s) taken%s: %d files, %s, %s stored, WAL %s to %s.\n",
+		m.ID, m.Type, into, len(m.Files), humanBytes(m.Size), humanBytes(m.StoredSize), m.StartWAL, m.StopWAL)
 	return nil
 }
 
@@ -391,56 +409,69 @@ func leaderConnString(st *dcs.ClusterState, cfg *agent.Config) (string, error) {
 }
 
 func (a *app) backupListCommand() *cobra.Command {
-	var config string
+	var config, repo string
 	var asJSON bool
 	c := &cobra.Command{
 		Use:   "list [flags]",
-		Short: "List the complete backups of the repository, oldest first",
+		Short: "List the complete backups of each repository, oldest first",
 		Long: `list shows the complete backups of the repository, oldest first: ID, type, the
 backup an incremental is based on, start and stop time, WAL range, size and
-stored size. --json prints a JSON array instead, with the fields id, type,
+stored size; with several repositories, those of each in turn (or of the one
+--repo names). --json prints a JSON array instead, with the fields id, type,
 prior, start_time, stop_time, start_lsn, stop_lsn, start_wal, stop_wal,
-timeline, size and stored_size.`,
+timeline, size and stored_size, and repository (its name) when it has one.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			_, st, err := a.openStore(ctx, config, a.logger())
+			cfg, err := loadBackupConfig(config)
 			if err != nil {
 				return err
 			}
-			defer closeStore(st)
-			list, err := st.List(ctx)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeBackupsJSON(a.env.Stdout, list)
-			}
-			if len(list) == 0 {
-				fmt.Fprintln(a.env.Stdout, "No backup in the repository.")
-				return nil
-			}
-			tw := tabwriter.NewWriter(a.env.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tTYPE\tPRIOR\tSTART\tSTOP\tWAL\tSIZE\tSTORED")
-			for _, b := range list {
-				prior := b.Prior
-				if prior == "" {
-					prior = "-"
+			var all []backupJSON
+			err = a.forEachRepo(ctx, cfg, repo, func(st *backup.Store, r *agent.BackupRepository, heading string) error {
+				list, err := st.List(ctx)
+				if err != nil {
+					return err
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s-%s\t%s\t%s\n", b.ID, b.Type, prior,
-					b.StartTime.UTC().Format(time.DateTime), b.StopTime.UTC().Format(time.DateTime),
-					b.StartWAL, b.StopWAL, humanBytes(b.Size), humanBytes(b.StoredSize))
+				if asJSON {
+					all = append(all, backupsJSON(r.Name, list)...)
+					return nil
+				}
+				fmt.Fprint(a.env.Stdout, heading)
+				if len(list) == 0 {
+					fmt.Fprintln(a.env.Stdout, "No backup in the repository.")
+					return nil
+				}
+				tw := tabwriter.NewWriter(a.env.Stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tTYPE\tPRIOR\tSTART\tSTOP\tWAL\tSIZE\tSTORED")
+				for _, b := range list {
+					prior := b.Prior
+					if prior == "" {
+						prior = "-"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s-%s\t%s\t%s\n", b.ID, b.Type, prior,
+						b.StartTime.UTC().Format(time.DateTime), b.StopTime.UTC().Format(time.DateTime),
+						b.StartWAL, b.StopWAL, humanBytes(b.Size), humanBytes(b.StoredSize))
+				}
+				return tw.Flush()
+			})
+			if asJSON {
+				if jerr := writeBackupsJSON(a.env.Stdout, all); jerr != nil {
+					return jerr
+				}
 			}
-			return tw.Flush()
+			return err
 		},
 	}
 	configFlag(c, &config)
+	repoFlag(c, &repo, "list only this repository")
 	c.Flags().BoolVar(&asJSON, "json", false, "machine-readable JSON output")
 	return c
 }
 
 // backupJSON is a backup as backup list --json prints it.
 type backupJSON struct {
+	Repository string    `json:"repository,omitempty"`
 	ID         string    `json:"id"`
 	Type       string    `json:"type"`
 	Prior      string    `json:"prior,omitempty"`
@@ -455,98 +486,39 @@ type backupJSON struct {
 	StoredSize int64     `json:"stored_size"`
 }
 
-func writeBackupsJSON(w io.Writer, list []backup.BackupInfo) error {
+// backupsJSON are the backups of the repository repo as list --json
+// prints them.
+func backupsJSON(repo string, list []backup.BackupInfo) []backupJSON {
 	out := make([]backupJSON, 0, len(list))
 	for _, b := range list {
-		out = append(out, backupJSON{ID: b.ID, Type: string(b.Type), Prior: b.Prior, StartTime: b.StartTime, StopTime: b.StopTime,
+		out = append(out, backupJSON{Repository: repo, ID: b.ID, Type: string(b.Type), Prior: b.Prior, StartTime: b.StartTime, StopTime: b.StopTime,
 			StartLSN: b.StartLSN.String(), StopLSN: b.StopLSN.String(), StartWAL: b.StartWAL, StopWAL: b.StopWAL,
 			Timeline: b.Timeline, Size: b.Size, StoredSize: b.StoredSize})
 	}
+	return out
+}
+
+// writeBackupsJSON writes list indented, [] when empty.
+func writeBackupsJSON(w io.Writer, list []backupJSON) error {
+	if list == nil {
+		list = []backupJSON{}
+	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(out)
+	return enc.Encode(list)
 }
 
 func (a *app) backupVerifyCommand() *cobra.Command {
-	var config string
+	var config, repo string
 	c := &cobra.Command{
 		Use:   "verify [flags]",
 		Short: "Read back every backup and archived WAL file and check them",
 		Long: `verify reads back every object of every backup and every archived WAL file and
 checks it against its checksum, and checks that each backup's WAL range is
-archived.
+archived: in each repository in turn, or in the one --repo names.
 
 Exit codes: 0 everything checked out; 1 problems found (listed on stderr) or
 an error.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			cfg, st, err := a.openStore(ctx, config, a.logger())
-			if err != nil {
-				return err
-			}
-			defer closeStore(st)
-			rep, err := st.Verify(ctx, cfg.Backup.Parallel)
-			if rep != nil {
-				for _, p := range rep.Problems {
-					fmt.Fprintf(a.env.Stderr, "Problem: %s\n", p)
-				}
-			}
-			if errors.Is(err, backup.ErrVerifyFailed) {
-				fmt.Fprintf(a.env.Stderr, "Error: %d problems in %d backups, %d files, %d WAL files.\n", len(rep.Problems), rep.Backups, rep.Files, rep.WAL)
-				return &exitError{code: exitError1}
-			}
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(a.env.Stdout, "Verified %d backups, %d files, %d WAL files: no problem.\n", rep.Backups, rep.Files, rep.WAL)
-			return nil
-		},
-	}
-	configFlag(c, &config)
-	return c
-}
-
-func (a *app) backupExpireCommand() *cobra.Command {
-	var config string
-	c := &cobra.Command{
-		Use:   "expire [flags]",
-		Short: "Delete the backups and WAL the retention does not keep",
-		Long: `expire applies the configuration's retention: it keeps the newest
-retention.full full backups (with their incrementals) and every full backup
-younger than retention.age, and deletes the others and the WAL older than the
-oldest kept backup. It is the only command that deletes backups.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			cfg, st, err := a.openStore(ctx, config, a.logger())
-			if err != nil {
-				return err
-			}
-			defer closeStore(st)
-			res, err := st.Expire(ctx, cfg.Backup.RetentionPolicy())
-			if err != nil {
-				return err
-			}
-			for _, id := range res.Backups {
-				fmt.Fprintf(a.env.Stdout, "Expired backup %s.\n", id)
-			}
-			fmt.Fprintf(a.env.Stdout, "Expired %d backups and %d WAL files.\n", len(res.Backups), res.WAL)
-			return nil
-		},
-	}
-	configFlag(c, &config)
-	return c
-}
-
-func (a *app) backupInitCommand() *cobra.Command {
-	var config string
-	c := &cobra.Command{
-		Use:   "init [flags]",
-		Short: "Create the repository's configuration",
-		Long: `init creates the repository's configuration (config.json): its compression
-level and, when the configuration has an encryption_passphrase, its
-encryption key. It refuses a repository that has one already.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -554,19 +526,83 @@ encryption key. It refuses a repository that has one already.`,
 			if err != nil {
 				return err
 			}
-			st, err := cfg.Backup.Init(ctx, a.logger())
+			return a.forEachRepo(ctx, cfg, repo, func(st *backup.Store, r *agent.BackupRepository, heading string) error {
+				fmt.Fprint(a.env.Stdout, heading)
+				rep, err := st.Verify(ctx, cfg.Backup.Parallel)
+				if rep != nil {
+					for _, p := range rep.Problems {
+						fmt.Fprintf(a.env.Stderr, "Problem%s: %s\n", inRepo(r), p)
+					}
+				}
+				if errors.Is(err, backup.ErrVerifyFailed) {
+					return fmt.Errorf("%d problems in %d backups, %d files, %d WAL files", len(rep.Problems), rep.Backups, rep.Files, rep.WAL)
+				}
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(a.env.Stdout, "Verified %d backups, %d files, %d WAL files: no problem.\n", rep.Backups, rep.Files, rep.WAL)
+				return nil
+			})
+		},
+	}
+	configFlag(c, &config)
+	repoFlag(c, &repo, "verify only this repository")
+	return c
+}
+
+func (a *app) backupExpireCommand() *cobra.Command {
+	var config, repo string
+	c := &cobra.Command{
+		Use:   "expire [flags]",
+		Short: "Delete the backups and WAL the retention does not keep",
+		Long: `expire applies the configuration's retention: it keeps the newest
+retention.full full backups (with their incrementals) and every full backup
+younger than retention.age, and deletes the others and the WAL older than the
+oldest kept backup. It is the only command that deletes backups. With several
+repositories, the one retention applies to each in turn (or to the one --repo
+names), on its own backups.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			cfg, err := loadBackupConfig(config)
 			if err != nil {
 				return err
 			}
-			defer closeStore(st)
-			enc := "not encrypted"
-			if st.Encrypted() {
-				enc = "encrypted"
-			}
-			fmt.Fprintf(a.env.Stdout, "Repository initialized (%s repository, zstd level %d, %s).\n", cfg.Backup.Repository.Type, st.Config().Level, enc)
-			return nil
+			return a.forEachRepo(ctx, cfg, repo, func(st *backup.Store, _ *agent.BackupRepository, heading string) error {
+				fmt.Fprint(a.env.Stdout, heading)
+				res, err := st.Expire(ctx, cfg.Backup.RetentionPolicy())
+				if err != nil {
+					return err
+				}
+				for _, id := range res.Backups {
+					fmt.Fprintf(a.env.Stdout, "Expired backup %s.\n", id)
+				}
+				fmt.Fprintf(a.env.Stdout, "Expired %d backups and %d WAL files.\n", len(res.Backups), res.WAL)
+				return nil
+			})
 		},
 	}
+	repoFlag(c, &repo, "expire only in this repository")
+	configFlag(c, &config)
+	return c
+}
+
+func (a *app) backupInitCommand() *cobra.Command {
+	var config, repo string
+	c := &cobra.Command{
+		Use:   "init [flags]",
+		Short: "Create the repository's configuration",
+		Long: `init creates the repository's configuration (config.json): its compression
+level and, when the configuration has an encryption_passphrase, its
+encryption key (each repository has its own key, under the one passphrase).
+It refuses a repository that has one already. With several repositories, it
+initializes each in turn, or the one --repo names.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.initRepos(cmd.Context(), config, repo)
+		},
+	}
+	repoFlag(c, &repo, "initialize only this repository")
 	configFlag(c, &config)
 	return c
 }
@@ -576,6 +612,7 @@ type restoreFlags struct {
 	config, dataDir, backupID, targetTime, targetLSN, restoreCommand string
 	delta                                                            bool
 	parallel                                                         int
+	repo                                                             string
 }
 
 func (a *app) restoreCommand() *cobra.Command {
@@ -603,6 +640,7 @@ Exit codes: 0 restored; 1 error.`,
 	configFlag(c, &f.config)
 	c.Flags().StringVar(&f.dataDir, "data-dir", "", "the data directory to restore into (required)")
 	c.Flags().StringVar(&f.backupID, "backup", "latest", "the backup ID, or latest")
+	repoFlag(c, &f.repo, "the repository to restore from (default: the first that has a backup that reaches the target)")
 	c.Flags().StringVar(&f.targetTime, "target-time", "", "recover up to this time, such as \"2026-11-22 00:50:00+00\" or RFC 3339")
 	c.Flags().StringVar(&f.targetLSN, "target-lsn", "", "recover up to this WAL location, such as 0/3000060")
 	c.Flags().BoolVar(&f.delta, "delta", false, "restore over an existing (stopped) data directory, rewriting only what differs")
@@ -677,15 +715,14 @@ func (a *app) runRestore(ctx context.Context, f *restoreFlags) error {
 		return err
 	}
 	log := a.logger()
-	repo, err := cfg.Backup.NewRepository(ctx)
+	var counted countingRepo
+	st, err := cfg.Backup.OpenForRestore(ctx, log, f.repo, opts, counted.wrap)
 	if err != nil {
 		return err
 	}
-	defer closeRepo(repo)
-	counted := &countingRepo{Repository: repo}
-	st, err := backup.Open(ctx, counted, cfg.Backup.StoreOptions(log))
-	if err != nil {
-		return err
+	defer st.Close()
+	if st.Name() != "" {
+		fmt.Fprintf(a.env.Stdout, "Restoring from repository %q.\n", st.Name())
 	}
 	total := restoreTotal(ctx, st, opts)
 	p := a.startProgress(ctx, "restore", func() string {

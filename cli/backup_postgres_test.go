@@ -36,104 +36,22 @@ func pgherdRun(t *testing.T, args ...string) (code int, stdout, stderr string) {
 // into a new data directory that replays the archive with `pgherd
 // wal-fetch`: the restored server has every committed row.
 func TestBackupPostgres(t *testing.T) {
-	if _, err := os.Stat(filepath.Join(pgBinDir, "postgres")); err != nil {
-		t.Skipf("PostgreSQL 15 is not installed (apt-get install postgresql-15): %v", err)
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("the PostgreSQL test runs as root (PostgreSQL runs as postgres)")
-	}
-	u, err := user.Lookup("postgres")
-	if err != nil {
-		t.Skipf("no postgres user: %v", err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	ctx := t.Context()
-
-	// A directory postgres can traverse, holding this test binary as
-	// "pgherd" (TestMain runs the command line under that name), the
-	// configuration and the repository.
-	base, err := os.MkdirTemp("", "pgherd-cli-backup-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(base, 0o755)
-	t.Cleanup(func() { os.RemoveAll(base) })
-	mkdir := func(name string) string {
-		p := filepath.Join(base, name)
-		if err := os.MkdirAll(p, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		os.Chown(p, uid, gid)
-		return p
-	}
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	exe := filepath.Join(base, "pgherd")
-	copyFile(t, self, exe, 0o755)
-
-	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	instance := func(name string) *pg.Instance {
-		dir := mkdir(name)
-		i := &pg.Instance{Name: name, BinDir: pgBinDir, DataDir: filepath.Join(dir, "data"), SocketDir: dir,
-			Port: freePort(t), ListenAddresses: "127.0.0.1", User: "postgres", Log: log}
-		t.Cleanup(func() { i.Stop(context.Background(), pg.Immediate) })
-		return i
-	}
-	p := instance("primary")
-	repo := mkdir("repo")
-	spool := mkdir("spool")
-	config := filepath.Join(base, "agent.json")
-	writeJSON(t, config, map[string]any{
-		"cluster": "demo", "name": "primary", "address": "127.0.0.1",
-		"postgres": map[string]any{
-			"bin_dir": pgBinDir, "data_dir": p.DataDir, "port": p.Port, "socket_dir": p.SocketDir, "os_user": "postgres",
-			"superuser":   map[string]string{"user": "postgres", "password": "unused"},
-			"replication": map[string]string{"user": "replicator", "password": "unused"},
-		},
-		"etcd": map[string]any{"endpoints": []string{"http://127.0.0.1:1"}},
-		"ha":   map[string]string{"ttl": "10s", "loop_wait": "1s"},
-		"backup": map[string]any{
-			"repository":        map[string]string{"type": "path", "path": repo},
-			"compression_level": 1, "parallel": 2, "spool_dir": spool,
-		},
+	e := newPGBackupEnv(t)
+	p := e.instance(t, "primary")
+	repo := e.mkdir(t, "repo")
+	config := e.config(t, p, map[string]any{
+		"repository":        map[string]string{"type": "path", "path": repo},
+		"compression_level": 1, "parallel": 2, "spool_dir": e.mkdir(t, "spool"),
 	})
-	os.Chown(config, uid, gid)
+	exe, uid, gid := e.exe, e.uid, e.gid
 
-	run := func(t *testing.T, args ...string) string {
-		t.Helper()
-		code, out, errs := pgherdRun(t, args...)
-		if code != 0 {
-			t.Fatalf("pgherd %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errs)
-		}
-		return out
-	}
-	step := func(name string, fn func(t *testing.T)) {
-		if !t.Run(name, fn) {
-			t.FailNow()
-		}
-	}
-
+	run, step := mustRun, steps(t)
 	outer := t
 	var c *pgx.Conn
 	step("init and archive", func(t *testing.T) {
 		run(t, "backup", "init", "--config", config)
 		os.Chown(filepath.Join(repo, "config.json"), uid, gid)
-		err := p.InitDB(ctx, pg.InitOptions{AuthLocal: "trust", AuthHost: "trust", Parameters: map[string]string{
-			"wal_level": "replica", "archive_mode": "on", "fsync": "off", "shared_buffers": "16MB",
-			"archive_command": fmt.Sprintf("%s wal-push --config %s %%p", exe, config),
-		}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := p.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		c = pgConnect(outer, p)
-		pgExec(t, c, "CREATE TABLE t (id int PRIMARY KEY, v text)")
-		pgExec(t, c, "INSERT INTO t SELECT g, 'before backup' FROM generate_series(1, 1000) g")
+		c = e.startArchiving(t, outer, p, config)
 	})
 	step("backup", func(t *testing.T) {
 		// The only server is a primary: with the default (from a
@@ -157,14 +75,7 @@ func TestBackupPostgres(t *testing.T) {
 	})
 	step("writes after the backup are archived", func(t *testing.T) {
 		pgExec(t, c, "INSERT INTO t SELECT g, 'after backup' FROM generate_series(1001, 1500) g")
-		seg := pgString(t, c, "SELECT pg_walfile_name(pg_switch_wal())")
-		deadline := time.Now().Add(60 * time.Second)
-		for pgString(t, c, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") < seg {
-			if time.Now().After(deadline) {
-				t.Fatalf("segment %s not archived", seg)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		switchAndArchive(t, c)
 		run(t, "backup", "verify", "--config", config)
 	})
 	step("restore refuses a running server", func(t *testing.T) {
@@ -174,34 +85,175 @@ func TestBackupPostgres(t *testing.T) {
 		}
 	})
 	step("restore", func(t *testing.T) {
-		r := instance("restored")
+		r := e.instance(t, "restored")
 		out := run(t, "restore", "--config", config, "--data-dir", r.DataDir,
 			"--restore-command", fmt.Sprintf(`%s wal-fetch --config %s %%f "%%p"`, exe, config))
 		if !strings.Contains(out, "Next: start PostgreSQL") {
 			t.Errorf("restore does not say what to do next:\n%s", out)
 		}
-		// The copy must not archive into the repository the test reads.
-		f, err := os.OpenFile(filepath.Join(r.DataDir, "postgresql.auto.conf"), os.O_APPEND|os.O_WRONLY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintln(f, "archive_mode = off")
-		f.Close()
-		if err := r.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		rc := pgConnect(t, r)
-		deadline := time.Now().Add(60 * time.Second)
-		for pgString(t, rc, "SELECT pg_is_in_recovery()::text") == "true" {
-			if time.Now().After(deadline) {
-				t.Fatal("the restored server did not finish recovery")
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		if n := pgString(t, rc, "SELECT count(*)::text FROM t"); n != "1500" {
+		if n := pgString(t, recovered(t, r), "SELECT count(*)::text FROM t"); n != "1500" {
 			t.Fatalf("restored rows = %s, want 1500", n)
 		}
 	})
+}
+
+// recovered starts the restored server r, not archiving (the copy must
+// not archive into the repositories the test reads), waits until its
+// recovery is over, and connects to it.
+func recovered(t *testing.T, r *pg.Instance) *pgx.Conn {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(r.DataDir, "postgresql.auto.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(f, "archive_mode = off")
+	f.Close()
+	if err := r.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	rc := pgConnect(t, r)
+	deadline := time.Now().Add(60 * time.Second)
+	for pgString(t, rc, "SELECT pg_is_in_recovery()::text") == "true" {
+		if time.Now().After(deadline) {
+			t.Fatal("the restored server did not finish recovery")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return rc
+}
+
+// switchAndArchive switches WAL on c's server and waits until the segment
+// it ended is archived.
+func switchAndArchive(t *testing.T, c *pgx.Conn) {
+	t.Helper()
+	seg := pgString(t, c, "SELECT pg_walfile_name(pg_switch_wal())")
+	deadline := time.Now().Add(60 * time.Second)
+	for pgString(t, c, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") < seg {
+		if time.Now().After(deadline) {
+			t.Fatalf("segment %s not archived", seg)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// pgBackupEnv is a directory postgres can traverse, holding this test
+// binary as "pgherd" (TestMain runs the command line under that name), the
+// configurations and the repositories.
+type pgBackupEnv struct {
+	base, exe string
+	uid, gid  int
+	log       *slog.Logger
+}
+
+// newPGBackupEnv makes the directory, or skips the test where PostgreSQL 15
+// cannot run.
+func newPGBackupEnv(t *testing.T) *pgBackupEnv {
+	if _, err := os.Stat(filepath.Join(pgBinDir, "postgres")); err != nil {
+		t.Skipf("PostgreSQL 15 is not installed (apt-get install postgresql-15): %v", err)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("the PostgreSQL test runs as root (PostgreSQL runs as postgres)")
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		t.Skipf("no postgres user: %v", err)
+	}
+	e := &pgBackupEnv{log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	e.uid, _ = strconv.Atoi(u.Uid)
+	e.gid, _ = strconv.Atoi(u.Gid)
+	if e.base, err = os.MkdirTemp("", "pgherd-cli-backup-"); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(e.base, 0o755)
+	t.Cleanup(func() { os.RemoveAll(e.base) })
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.exe = filepath.Join(e.base, "pgherd")
+	copyFile(t, self, e.exe, 0o755)
+	return e
+}
+
+// mkdir makes a directory of postgres's.
+func (e *pgBackupEnv) mkdir(t *testing.T, name string) string {
+	p := filepath.Join(e.base, name)
+	if err := os.MkdirAll(p, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chown(p, e.uid, e.gid)
+	return p
+}
+
+// instance is a PostgreSQL server (not yet created) in its own directory.
+func (e *pgBackupEnv) instance(t *testing.T, name string) *pg.Instance {
+	dir := e.mkdir(t, name)
+	i := &pg.Instance{Name: name, BinDir: pgBinDir, DataDir: filepath.Join(dir, "data"), SocketDir: dir,
+		Port: freePort(t), ListenAddresses: "127.0.0.1", User: "postgres", Log: e.log}
+	t.Cleanup(func() { i.Stop(context.Background(), pg.Immediate) })
+	return i
+}
+
+// config writes the agent configuration of the server p with this backup
+// section, readable by postgres, and returns its path.
+func (e *pgBackupEnv) config(t *testing.T, p *pg.Instance, backup map[string]any) string {
+	config := filepath.Join(e.base, "agent-"+p.Name+".json")
+	writeJSON(t, config, map[string]any{
+		"cluster": "demo", "name": p.Name, "address": "127.0.0.1",
+		"postgres": map[string]any{
+			"bin_dir": pgBinDir, "data_dir": p.DataDir, "port": p.Port, "socket_dir": p.SocketDir, "os_user": "postgres",
+			"superuser":   map[string]string{"user": "postgres", "password": "unused"},
+			"replication": map[string]string{"user": "replicator", "password": "unused"},
+		},
+		"etcd":    map[string]any{"endpoints": []string{"http://127.0.0.1:1"}},
+		"ha":      map[string]string{"ttl": "10s", "loop_wait": "1s"},
+		"run_dir": e.mkdir(t, "run-"+p.Name),
+		"backup":  backup,
+	})
+	os.Chown(config, e.uid, e.gid)
+	return config
+}
+
+// startArchiving creates and starts the server p, archiving with `pgherd
+// wal-push` of config, with a table t of 1000 rows, and connects to it
+// until outer ends.
+func (e *pgBackupEnv) startArchiving(t, outer *testing.T, p *pg.Instance, config string) *pgx.Conn {
+	t.Helper()
+	err := p.InitDB(t.Context(), pg.InitOptions{AuthLocal: "trust", AuthHost: "trust", Parameters: map[string]string{
+		"wal_level": "replica", "archive_mode": "on", "fsync": "off", "shared_buffers": "16MB",
+		"archive_command": fmt.Sprintf("%s wal-push --config %s %%p", e.exe, config),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	c := pgConnect(outer, p)
+	pgExec(t, c, "CREATE TABLE t (id int PRIMARY KEY, v text)")
+	pgExec(t, c, "INSERT INTO t SELECT g, 'before backup' FROM generate_series(1, 1000) g")
+	return c
+}
+
+// mustRun runs the command line and returns its output, failing the test
+// unless it exits 0.
+func mustRun(t *testing.T, args ...string) string {
+	t.Helper()
+	code, out, errs := pgherdRun(t, args...)
+	if code != 0 {
+		t.Fatalf("pgherd %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errs)
+	}
+	return out
+}
+
+// steps runs fn as a subtest and stops t at the first that fails.
+func steps(t *testing.T) func(name string, fn func(t *testing.T)) {
+	return func(name string, fn func(t *testing.T)) {
+		t.Helper()
+		if !t.Run(name, fn) {
+			t.FailNow()
+		}
+	}
 }
 
 func copyFile(t *testing.T, src, dst string, mode os.FileMode) {

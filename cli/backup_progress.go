@@ -38,6 +38,24 @@ func (c *countingRepo) Get(ctx context.Context, key string) (io.ReadCloser, erro
 	}{&countReader{r: rc, n: &c.getBytes}, rc}, nil
 }
 
+// wrap makes c count what goes through repo, from zero: a restore may
+// look into several repositories before it reads one.
+func (c *countingRepo) wrap(repo backup.Repository) backup.Repository {
+	c.Repository = repo
+	c.puts.Store(0)
+	c.putBytes.Store(0)
+	c.getBytes.Store(0)
+	return c
+}
+
+// Close closes the repository counted, if it holds a connection (SFTP).
+func (c *countingRepo) Close() error {
+	if cl, ok := c.Repository.(io.Closer); ok {
+		return cl.Close()
+	}
+	return nil
+}
+
 // put returns the backup objects and bytes stored so far.
 func (c *countingRepo) put() (int64, int64) { return c.puts.Load(), c.putBytes.Load() }
 

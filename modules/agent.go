@@ -270,18 +270,31 @@ func (c ClusterReady) Diff(f Fact) (planner.Change, []Step, error) {
 	return ch, []Step{step}, nil
 }
 
-// BackupRepository is the cluster's backup repository, initialized (its
-// configuration, key check and salt written) with `pgherd backup init` as
-// the postgres user, from the agent's configuration. pgherd never deletes
-// or re-initializes a repository: an existing one that cannot be opened (a
-// wrong passphrase, a server that does not answer) is an error of the plan.
-// Watch names the agent's configuration file: the probe read the
-// repository the file named before the apply, so when the file changes
-// (the repository may have moved) the repository is checked again once it
-// is written, and initialized if it is new.
+// BackupRepository is one of the cluster's backup repositories,
+// initialized (its configuration, key check and salt written) with `pgherd
+// backup init` as the postgres user, from the agent's configuration.
+// pgherd never deletes or re-initializes a repository: an existing one
+// that cannot be opened (a wrong passphrase, a server that does not answer)
+// is an error of the plan. Watch names the agent's configuration file: the
+// probe read the repository the file named before the apply, so when the
+// file changes (the repository may have moved) the repository is checked
+// again once it is written, and initialized if it is new.
 type BackupRepository struct {
 	Cluster string
-	Watch   []string
+	// Repo is the repository's name (--repo), "" for a cluster's single
+	// unnamed repository.
+	Repo  string
+	Watch []string
+}
+
+// cmd is the pgherd backup subcommand sub for this repository, as the
+// postgres user.
+func (b BackupRepository) cmd(sub string) string {
+	c := "runuser -u postgres -- " + AgentBinaryPath + " backup " + sub
+	if b.Repo != "" {
+		c += " --repo " + executors.Quote(b.Repo)
+	}
+	return c
 }
 
 // Watches implements Notified.
@@ -295,14 +308,19 @@ func (b BackupRepository) Notify(changed []string) (planner.Change, []Step) {
 	}
 	ch.Action = planner.Update
 	ch.Reason = "initialized if new; notified by " + strings.Join(changed, ", ")
-	run := "runuser -u postgres -- " + AgentBinaryPath + " backup "
-	return ch, []Step{{Desc: "pgherd backup init unless initialized", Cmd: "out=$(" + run + "list 2>&1) && exit 0\n" +
-		"case \"$out\" in *" + executors.Quote(backupNoConfig) + "*) exec " + run + "init;; esac\n" +
+	return ch, []Step{{Desc: "pgherd backup init unless initialized", Cmd: "out=$(" + b.cmd("list") + " 2>&1) && exit 0\n" +
+		"case \"$out\" in *" + executors.Quote(backupNoConfig) + "*) exec " + b.cmd("init") + ";; esac\n" +
 		"printf '%s\\n' \"$out\" >&2; exit 1"}}
 }
 
-// Address implements Resource.
-func (b BackupRepository) Address() string { return "backup_repository." + b.Cluster }
+// Address implements Resource: backup_repository.<cluster>, with
+// .<name> for a named repository.
+func (b BackupRepository) Address() string {
+	if b.Repo != "" {
+		return "backup_repository." + b.Cluster + "." + b.Repo
+	}
+	return "backup_repository." + b.Cluster
+}
 
 const backupNoConfig = "run pgherd backup init"
 
@@ -310,14 +328,14 @@ const backupNoConfig = "run pgherd backup init"
 // are installed, else what `pgherd backup list` says.
 func (b BackupRepository) Probe() string {
 	return "[ -x " + AgentBinaryPath + " ] && [ -f /etc/pgherd/agent.json ] || { echo '#absent'; exit 0; }\n" +
-		"if out=$(runuser -u postgres -- " + AgentBinaryPath + " backup list 2>&1); then echo '#ok'; else printf '%s\\n' \"$out\"; fi"
+		"if out=$(" + b.cmd("list") + " 2>&1); then echo '#ok'; else printf '%s\\n' \"$out\"; fi"
 }
 
 // Diff implements Resource.
 func (b BackupRepository) Diff(f Fact) (planner.Change, []Step, error) {
 	ch := planner.Change{Resource: b.Address(), Action: planner.NoOp}
 	out := strings.TrimSpace(string(f.Stdout))
-	init := []Step{{Desc: "pgherd backup init", Cmd: "runuser -u postgres -- " + AgentBinaryPath + " backup init"}}
+	init := []Step{{Desc: "pgherd backup init", Cmd: b.cmd("init")}}
 	switch {
 	case out == "#ok":
 		return ch, nil, nil
@@ -328,5 +346,9 @@ func (b BackupRepository) Diff(f Fact) (planner.Change, []Step, error) {
 		ch.Action, ch.Reason = planner.Create, "the repository is not initialized"
 		return ch, init, nil
 	}
-	return ch, nil, fmt.Errorf("backup repository of %s cannot be opened: %s: %w", b.Cluster, out, ErrConflict)
+	what := "backup repository of " + b.Cluster
+	if b.Repo != "" {
+		what = fmt.Sprintf("backup repository %q of %s", b.Repo, b.Cluster)
+	}
+	return ch, nil, fmt.Errorf("%s cannot be opened: %s: %w", what, out, ErrConflict)
 }

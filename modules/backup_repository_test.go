@@ -30,3 +30,23 @@ func TestBackupRepositoryNotify(t *testing.T) {
 		t.Errorf("the step is not valid sh: %v: %s\n%s", err, out, cmd)
 	}
 }
+
+// TestBackupRepositoryNamed: a named repository (one of several) has its
+// own address, and every command names it.
+func TestBackupRepositoryNamed(t *testing.T) {
+	b := BackupRepository{Cluster: "lab", Repo: "offsite", Watch: []string{"file./etc/pgherd/agent.json"}}
+	if got := b.Address(); got != "backup_repository.lab.offsite" {
+		t.Errorf("address %q", got)
+	}
+	_, steps := b.Notify([]string{"file./etc/pgherd/agent.json"})
+	_, init, _ := b.Diff(Fact{Stdout: []byte("#absent\n")})
+	for _, cmd := range []string{b.Probe(), steps[0].Cmd, init[0].Cmd} {
+		if n := strings.Count(cmd, AgentBinaryPath+" backup "); n == 0 || strings.Count(cmd, " --repo offsite") != n {
+			t.Errorf("a command does not name the repository:\n%s", cmd)
+		}
+	}
+	_, _, err := b.Diff(Fact{Stdout: []byte("Error: wrong encryption passphrase\n")})
+	if err == nil || !strings.Contains(err.Error(), `backup repository "offsite" of lab`) {
+		t.Errorf("a repository that cannot be opened: %v", err)
+	}
+}

@@ -1,9 +1,12 @@
 package spec
 
 import (
+	"fmt"
 	"net/url"
 	"regexp"
 	"strings"
+
+	"github.com/hashicorp/hcl/v2"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -81,6 +84,8 @@ func (l *loader) decodeBackup(c *decoded, cl *Cluster) *Backup {
 	return b
 }
 
+// decodeRepositories decodes the repository blocks of a backup block: one
+// or more, each named when there are several, no two the same place.
 func (l *loader) decodeRepositories(parent *decoded) []BackupRepository {
 	schema := parent.schema.Block("repository")
 	blocks := parent.children["repository"]
@@ -88,13 +93,60 @@ func (l *loader) decodeRepositories(parent *decoded) []BackupRepository {
 		l.errorf(parent.b.blk.DefRange.Ptr(), "Missing repository block", "A backup block needs a repository block.")
 		return nil
 	}
-	for _, b := range blocks[1:] {
-		l.errorf(b.blk.DefRange.Ptr(), "Too many repositories",
-			"A backup block has one repository for now; the first is at %s.", posString(blocks[0].blk.DefRange))
+	var repos []BackupRepository
+	names := map[string]hcl.Range{}
+	places := map[string]hcl.Range{}
+	for _, b := range blocks {
+		d := l.decodeWith(b, schema)
+		r := l.decodeRepository(d)
+		switch {
+		case len(blocks) > 1 && !d.has("name") && !d.bad["name"]:
+			l.errorf(b.blk.DefRange.Ptr(), "Missing repository name",
+				"With several repository blocks, each needs a name, such as name = \"offsite\": commands take it (pgherd backup --repo offsite).")
+		case !d.good("name"):
+		case !repoName.MatchString(r.Name):
+			l.errorf(d.rng("name"), "Invalid repository name",
+				"%q is not a valid repository name: use at most 63 lower-case letters, digits and dashes, starting with a letter and not ending with a dash.", r.Name)
+		default:
+			if prev, dup := names[r.Name]; dup {
+				l.errorf(d.rng("name"), "Duplicate repository name",
+					"A repository named %q is declared at %s already; give each its own name.", r.Name, posString(prev))
+			}
+			names[r.Name] = b.blk.DefRange
+		}
+		if place := r.place(); place != "" {
+			if prev, dup := places[place]; dup {
+				l.errorf(b.blk.DefRange.Ptr(), "Duplicate repository",
+					"This repository (%s) is declared at %s already: the WAL would be archived into it twice.", place, posString(prev))
+			}
+			places[place] = b.blk.DefRange
+		}
+		repos = append(repos, r)
 	}
-	d := l.decodeWith(blocks[0], schema)
+	return repos
+}
+
+var repoName = regexp.MustCompile(`^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// place says where a repository is, to find two blocks for one
+// repository; "" when that is not known (an error reported already).
+func (r *BackupRepository) place() string {
+	switch {
+	case r.Type == RepoPath && r.Path != "":
+		return "path " + r.Path
+	case r.Type == RepoSFTP && r.Host != "" && r.Root != "":
+		return fmt.Sprintf("sftp %s:%d%s", r.Host, r.Port, r.Root)
+	case r.Type == RepoS3 && r.Endpoint != "" && r.Bucket != "":
+		return fmt.Sprintf("s3 %s/%s/%s", strings.TrimSuffix(r.Endpoint, "/"), r.Bucket, r.Prefix)
+	}
+	return ""
+}
+
+// decodeRepository decodes one repository block.
+func (l *loader) decodeRepository(d *decoded) BackupRepository {
+	schema := d.schema
 	r := BackupRepository{
-		Type: d.str("type"), Path: d.str("path"),
+		Name: d.str("name"), Type: d.str("type"), Path: d.str("path"),
 		Host: d.str("host"), Port: d.integer("port"), User: d.str("user"), KeyFile: d.str("key_file"),
 		KnownHosts: d.str("known_hosts_file"), HostKey: strings.TrimSpace(d.str("host_key")), Root: d.str("root"),
 		Endpoint: d.str("endpoint"), Region: d.str("region"), Bucket: d.str("bucket"), Prefix: d.str("prefix"),
@@ -102,11 +154,11 @@ func (l *loader) decodeRepositories(parent *decoded) []BackupRepository {
 		Range: d.defRange(),
 	}
 	if !d.good("type") {
-		return []BackupRepository{r}
+		return r
 	}
 	allowed := repoAttrs[r.Type]
 	for _, a := range schema.Attrs {
-		if a.Name == "type" || !d.has(a.Name) || contains(allowed, a.Name) {
+		if a.Name == "type" || a.Name == "name" || !d.has(a.Name) || contains(allowed, a.Name) {
 			continue
 		}
 		l.errorf(d.rng(a.Name), "Attribute not for this repository",
@@ -134,7 +186,7 @@ func (l *loader) decodeRepositories(parent *decoded) []BackupRepository {
 	if r.Type == RepoS3 && d.good("prefix") && (strings.HasPrefix(r.Prefix, "/") || strings.Contains(r.Prefix, "..")) {
 		l.errorf(d.rng("prefix"), "Invalid prefix", "The prefix %q must be relative, without \"..\", such as \"pgherd/main/\".", r.Prefix)
 	}
-	return []BackupRepository{r}
+	return r
 }
 
 func (l *loader) decodeSchedule(parent *decoded) BackupSchedule {

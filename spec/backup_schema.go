@@ -10,11 +10,11 @@ const (
 
 var backupSchema = Block{
 	Type: "backup",
-	Description: "Backups by the pgherd agent (see docs/backup.md): PostgreSQL archives its WAL with `pgherd wal-push` into the repository, " +
+	Description: "Backups by the pgherd agent (see docs/backup.md): PostgreSQL archives its WAL with `pgherd wal-push` into every repository, " +
 		"and timers take full and incremental base backups on schedule and apply the retention. Not set up when absent.",
 	Attrs: []Attr{
 		{Name: "compression_level", Type: cty.Number, Default: cty.NumberIntVal(3), Description: "The zstd level of stored objects, 1 to 22."},
-		passwordAttr("encryption_passphrase", "Encrypts the repository (AES-256-GCM) with a key derived from this passphrase; unencrypted when unset. Losing it loses the backups.", false),
+		passwordAttr("encryption_passphrase", "Encrypts every repository (AES-256-GCM, each with a key of its own) under this passphrase; unencrypted when unset. Losing it loses the backups.", false),
 		{Name: "parallel", Type: cty.Number, Default: cty.NumberIntVal(2), Description: "How many files a backup or restore copies at once, at least 1."},
 		{Name: "from", Type: cty.String, Default: cty.StringVal(string(BackupFromStandby)), Enum: []string{string(BackupFromStandby), string(BackupFromPrimary)},
 			Description: "Where base backups are taken: from a `standby`, sparing the primary the reads, or from the `primary`."},
@@ -23,10 +23,14 @@ var backupSchema = Block{
 	},
 	Blocks: []Block{
 		{
-			Type: "repository", Required: true,
+			Type: "repository", Required: true, Repeatable: true,
 			Description: "Where backups and archived WAL are stored: a directory (`path`, local disk or NFS), an SFTP server (`sftp`) or an S3 bucket (`s3`). " +
-				"One repository for now. Only the attributes of its `type` are allowed.",
+				"Only the attributes of its `type` are allowed. With several repositories (say a local one and another offsite), each segment of WAL is archived into every one, " +
+				"and archiving succeeds only once each has it; `wal-fetch` and `restore` take from the first, in order, that has what they need; " +
+				"the scheduled backups go into each in turn, and `pgherd backup` into the first unless `--repo` names another (see docs/backup.md).",
 			Attrs: []Attr{
+				{Name: "name", Type: cty.String, DefaultDoc: "required with several repositories",
+					Description: "Tells the repository apart in messages and commands (`--repo`): at most 63 lower-case letters, digits and dashes, starting with a letter and not ending with a dash."},
 				{Name: "type", Type: cty.String, Required: true, Enum: []string{RepoPath, RepoSFTP, RepoS3}, Description: "The kind of repository."},
 				{Name: "path", Type: cty.String, Kind: KindAbsPath, DefaultDoc: "required for `path`", Description: "`path`: the repository's directory on the PostgreSQL hosts."},
 				{Name: "host", Type: cty.String, Kind: KindAddress, DefaultDoc: "required for `sftp`", Description: "`sftp`: the server."},

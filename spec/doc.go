@@ -302,6 +302,8 @@ func writeBlockDoc(b *bytes.Buffer, blk Block, parent string, level int) {
 	fmt.Fprintf(b, "%s `%s`\n\n%s\n\n", strings.Repeat("#", level), header, blk.Description)
 	if parent != "" {
 		switch {
+		case blk.Required && blk.Repeatable:
+			b.WriteString("Required, at least once; repeatable.\n\n")
 		case blk.Required:
 			b.WriteString("Required, once.\n\n")
 		case blk.Repeatable:

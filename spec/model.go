@@ -318,9 +318,10 @@ type Keepalived struct {
 }
 
 // Backup is the cluster's backups: WAL archiving and scheduled base
-// backups by the pgherd agent into a repository.
+// backups by the pgherd agent into one or more repositories.
 type Backup struct {
-	// Repositories holds one repository (a list, for more later).
+	// Repositories are in the spec's order (the first is the default of
+	// the commands); each has a unique Name when there are several.
 	Repositories         []BackupRepository
 	CompressionLevel     int
 	EncryptionPassphrase string // "" for an unencrypted repository
@@ -353,6 +354,8 @@ const (
 // BackupRepository is where backups and archived WAL are stored. The
 // fields that do not belong to its Type are empty.
 type BackupRepository struct {
+	// Name is "" for a single repository given without one.
+	Name string
 	Type string // RepoPath, RepoSFTP or RepoS3
 	// Path is the directory of a path repository.
 	Path string

@@ -277,6 +277,17 @@ func (s *Store) List(ctx context.Context) ([]BackupInfo, error) {
 	return out, nil
 }
 
+// FindBackup returns the backup Restore would restore with opts: the one
+// opts names, or the latest that can reach the target. The error wraps
+// ErrNoBackup when the repository has none.
+func (s *Store) FindBackup(ctx context.Context, opts RestoreOptions) (BackupInfo, error) {
+	m, err := s.chooseBackup(ctx, opts)
+	if err != nil {
+		return BackupInfo{}, err
+	}
+	return m.info(), nil
+}
+
 func (m *Manifest) info() BackupInfo {
 	return BackupInfo{ID: m.ID, Type: m.Type, Prior: m.Prior, StartTime: m.StartTime, StopTime: m.StopTime,
 		StartLSN: m.StartLSN, StopLSN: m.StopLSN, StartWAL: m.StartWAL, StopWAL: m.StopWAL,

@@ -10,9 +10,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/pgherd/pgherd/agent/backup/backuptest"
 )
 
 const sshdBin = "/usr/sbin/sshd"
@@ -77,18 +78,7 @@ Subsystem sftp internal-sftp
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("sshd did not listen on %s: %v", addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	backuptest.WaitListening(t, "sshd", addr)
 	return addr, clientSigner, ssh.FixedHostKey(hostPub)
 }
 

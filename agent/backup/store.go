@@ -69,7 +69,10 @@ type Options struct {
 	// the passphrase in a 0600 file there, so that the next Open (every
 	// wal-push and wal-fetch is one) skips scrypt (see keycache.go).
 	KeyCacheDir string
-	Log         *slog.Logger
+	// Name names the repository in errors and logs, where a cluster has
+	// several ("" for none).
+	Name string
+	Log  *slog.Logger
 }
 
 // Store is an opened repository: a Repository plus its configuration and
@@ -79,6 +82,7 @@ type Store struct {
 	cfg     Config
 	dataKey []byte
 	level   int
+	name    string
 	log     *slog.Logger
 }
 
@@ -152,9 +156,12 @@ func Open(ctx context.Context, repo Repository, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backup: open: %w", err)
 	}
-	s := &Store{repo: repo, log: opts.Log}
+	s := &Store{repo: repo, name: opts.Name, log: opts.Log}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.name != "" {
+		s.log = s.log.With("repository", s.name)
 	}
 	if err := json.Unmarshal(data, &s.cfg); err != nil {
 		return nil, fmt.Errorf("backup: open: %s: %w", ConfigKey, err)
@@ -201,6 +208,25 @@ func (s *Store) Config() Config { return s.cfg }
 
 // Repository returns the underlying repository.
 func (s *Store) Repository() Repository { return s.repo }
+
+// Name is the repository's name (Options.Name).
+func (s *Store) Name() string { return s.name }
+
+// in names the repository for an error message: ` in repository "x"`,
+// or "" when it has no name.
+func (s *Store) in() string {
+	if s.name == "" {
+		return ""
+	}
+	return fmt.Sprintf(" in repository %q", s.name)
+}
+
+// Close closes the repository's connection, if it holds one (SFTP).
+func (s *Store) Close() {
+	if c, ok := s.repo.(io.Closer); ok {
+		c.Close()
+	}
+}
 
 // Encrypted reports whether objects are encrypted.
 func (s *Store) Encrypted() bool { return s.dataKey != nil }

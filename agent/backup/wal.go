@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path"
 	"path/filepath"
@@ -120,6 +121,11 @@ type WALPushOptions struct {
 	Parallel int
 	// MaxAhead bounds how many ready files one call pushes (default 64).
 	MaxAhead int
+	// SpoolTag names the repositories a file is pushed to (Async): the
+	// record of a file pushed ahead holds it, and a later call trusts
+	// only a record of its own tag, since a repository added in between
+	// did not get the file.
+	SpoolTag string
 }
 
 // WALPush archives the WAL file at walPath (archive_command's %p,
@@ -127,25 +133,61 @@ type WALPushOptions struct {
 // idempotent: pushing a file archived already with the same content
 // succeeds; with different content it fails with ErrWALMismatch.
 func (s *Store) WALPush(ctx context.Context, walPath string, opts WALPushOptions) error {
+	if done, err := pushedAhead(walPath, opts, s.log); done || err != nil {
+		return err
+	}
+	return walPush(ctx, s.log, []target{s.run}, walPath, opts)
+}
+
+// A target runs op on one store: a Store itself (Store.run), or a
+// repository of Stores, opened when first needed.
+type target func(op func(*Store) error) error
+
+func (s *Store) run(op func(*Store) error) error { return op(s) }
+
+// pushedAhead checks walPath's name and, in async mode, consumes the
+// record an earlier call left when it pushed the file ahead (to every
+// repository of opts.SpoolTag): true when there was one.
+func pushedAhead(walPath string, opts WALPushOptions, log *slog.Logger) (bool, error) {
 	name := filepath.Base(walPath)
 	if !reWALFile.MatchString(name) {
-		return fmt.Errorf("backup: wal-push %s: %w", walPath, ErrBadWALName)
+		return false, fmt.Errorf("backup: wal-push %s: %w", walPath, ErrBadWALName)
 	}
 	if !opts.Async {
-		return s.pushWAL(ctx, walPath)
+		return false, nil
 	}
 	if opts.SpoolDir == "" {
-		return errors.New("backup: wal-push: async needs a spool directory")
+		return false, errors.New("backup: wal-push: async needs a spool directory")
 	}
 	done := filepath.Join(opts.SpoolDir, "pushed")
 	if err := os.MkdirAll(done, 0o700); err != nil {
-		return fmt.Errorf("backup: wal-push: %w", err)
+		return false, fmt.Errorf("backup: wal-push: %w", err)
 	}
 	marker := filepath.Join(done, name+".ok")
-	if err := os.Remove(marker); err == nil {
-		s.log.Debug("WAL pushed ahead", "wal", name)
-		return nil
+	tag, err := os.ReadFile(marker)
+	if err != nil {
+		return false, nil
 	}
+	os.Remove(marker)
+	if string(tag) != opts.SpoolTag {
+		// Pushed ahead to other repositories (the configuration
+		// changed since): push again, to every repository.
+		return false, nil
+	}
+	log.Debug("WAL pushed ahead", "wal", name)
+	return true, nil
+}
+
+// walPush archives the file at walPath into every target (and, in async
+// mode, the other files PostgreSQL marked ready); the caller has checked
+// its name and its record (pushedAhead). It returns the requested file's
+// error: those of every target that failed, joined.
+func walPush(ctx context.Context, log *slog.Logger, targets []target, walPath string, opts WALPushOptions) error {
+	name := filepath.Base(walPath)
+	if !opts.Async {
+		return pushWAL(ctx, targets, walPath)
+	}
+	done := filepath.Join(opts.SpoolDir, "pushed")
 	// Push name and the other ready files, oldest first.
 	walDirPath := filepath.Dir(walPath)
 	todo := []string{name}
@@ -171,14 +213,14 @@ func (s *Store) WALPush(ctx context.Context, walPath string, opts WALPushOptions
 	}
 	errs := make([]error, len(todo))
 	runParallel(ctx, par, len(todo), func(i int) {
-		errs[i] = s.pushWAL(ctx, filepath.Join(walDirPath, todo[i]))
+		errs[i] = pushWAL(ctx, targets, filepath.Join(walDirPath, todo[i]))
 		if errs[i] == nil && i > 0 {
-			if err := os.WriteFile(filepath.Join(done, todo[i]+".ok"), nil, 0o600); err != nil {
-				s.log.Warn("cannot record pushed WAL", "wal", todo[i], "err", err)
+			if err := os.WriteFile(filepath.Join(done, todo[i]+".ok"), []byte(opts.SpoolTag), 0o600); err != nil {
+				log.Warn("cannot record pushed WAL", "wal", todo[i], "err", err)
 			}
 		}
 	})
-	s.log.Info("WAL pushed", "wal", name, "ahead", len(todo)-1)
+	log.Info("WAL pushed", "wal", name, "ahead", len(todo)-1)
 	return errs[0]
 }
 
@@ -204,11 +246,13 @@ func runParallel(ctx context.Context, par, n int, fn func(i int)) {
 	wg.Wait()
 }
 
-func (s *Store) pushWAL(ctx context.Context, p string) error {
+// pushWAL archives the file at p into every target. The file is read
+// once to name it by its checksum, then once for each target to store it,
+// rather than held in memory: the agent pushes all day and must stay
+// small. A target that fails does not stop the others, so that no
+// repository falls behind because another is down.
+func pushWAL(ctx context.Context, targets []target, p string) error {
 	name := filepath.Base(p)
-	// The segment is read twice, to name it by its checksum and to store
-	// it, rather than held in memory: the agent pushes all day and must
-	// stay small.
 	f, err := os.Open(p)
 	if err != nil {
 		return fmt.Errorf("backup: wal-push: %w", err)
@@ -218,6 +262,16 @@ func (s *Store) pushWAL(ctx context.Context, p string) error {
 	if err != nil {
 		return fmt.Errorf("backup: wal-push %s: %w", name, err)
 	}
+	var errs []error
+	for _, t := range targets {
+		errs = append(errs, t(func(s *Store) error { return s.pushWALFile(ctx, f, name, sha, size) }))
+	}
+	return errors.Join(errs...)
+}
+
+// pushWALFile stores f, the WAL file name of checksum sha, unless this
+// repository has it already.
+func (s *Store) pushWALFile(ctx context.Context, f *os.File, name, sha string, size int64) error {
 	existing, err := s.findWAL(ctx, name)
 	switch {
 	case err == nil && existing.SHA256 == sha:
@@ -232,9 +286,9 @@ func (s *Store) pushWAL(ctx context.Context, p string) error {
 		// is kept beside the first (the key holds the checksum).
 		s.log.Warn("a .partial WAL file of another promotion is archived already: keeping both", "wal", name, "archived_sha256", existing.SHA256, "sha256", sha)
 	case err == nil:
-		return fmt.Errorf("backup: wal-push %s: %w (archived sha256 %s, local %s)", name, ErrWALMismatch, existing.SHA256, sha)
+		return fmt.Errorf("backup: wal-push %s%s: %w (archived sha256 %s, local %s)", name, s.in(), ErrWALMismatch, existing.SHA256, sha)
 	case !errors.Is(err, ErrNotFound):
-		return fmt.Errorf("backup: wal-push %s: %w", name, err)
+		return fmt.Errorf("backup: wal-push %s%s: %w", name, s.in(), err)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return fmt.Errorf("backup: wal-push %s: %w", name, err)
@@ -250,7 +304,7 @@ func (s *Store) pushWAL(ctx context.Context, p string) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("backup: wal-push %s: %w", name, err)
+		return fmt.Errorf("backup: wal-push %s%s: %w", name, s.in(), err)
 	}
 	return nil
 }
@@ -343,7 +397,7 @@ func (s *Store) WALFetch(ctx context.Context, name, dest string, opts WALFetchOp
 		listed[dir] = true
 		objs, err := s.walObjects(ctx, dir+"/")
 		if err != nil {
-			return fmt.Errorf("backup: wal-fetch: %w", err)
+			return fmt.Errorf("backup: wal-fetch %s%s: %w", name, s.in(), err)
 		}
 		for _, o := range objs {
 			index[o.Name] = o
@@ -378,8 +432,11 @@ func (s *Store) fetchWAL(ctx context.Context, name, key, dest string) error {
 	var sha string
 	if key == "" {
 		o, err := s.findWAL(ctx, name)
-		if err != nil {
+		if errors.Is(err, ErrNotFound) {
 			return err
+		}
+		if err != nil {
+			return fmt.Errorf("backup: wal-fetch %s%s: %w", name, s.in(), err)
 		}
 		key, sha = o.Key, o.SHA256
 	} else {
@@ -388,7 +445,7 @@ func (s *Store) fetchWAL(ctx context.Context, name, key, dest string) error {
 	}
 	rc, err := s.getSized(ctx, key, true)
 	if err != nil {
-		return fmt.Errorf("backup: wal-fetch %s: %w", name, err)
+		return fmt.Errorf("backup: wal-fetch %s%s: %w", name, s.in(), err)
 	}
 	defer rc.Close()
 	tmp := dest + ".pgherd-tmp"
@@ -409,7 +466,7 @@ func (s *Store) fetchWAL(ctx context.Context, name, key, dest string) error {
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("backup: wal-fetch %s: %w", name, err)
+		return fmt.Errorf("backup: wal-fetch %s%s: %w", name, s.in(), err)
 	}
 	return nil
 }

@@ -31,12 +31,17 @@ func archiveParameters(c *spec.Cluster) map[string]string {
 	return params
 }
 
-// Where an sftp repository's private_key and host_key go on the database
-// hosts, beside the agent's configuration.
-var (
-	sftpKeyFile        = path.Join(agentConfigDir, "backup-sftp.key")
-	sftpKnownHostsFile = path.Join(agentConfigDir, "backup-sftp.known_hosts")
-)
+// sftpKeyFiles are where an sftp repository's private_key and host_key go
+// on the database hosts, beside the agent's configuration: backup-sftp.key
+// and backup-sftp.known_hosts for an unnamed repository,
+// backup-sftp-<name>.key and .known_hosts for a named one.
+func sftpKeyFiles(r spec.BackupRepository) (key, knownHosts string) {
+	base := "backup-sftp"
+	if r.Name != "" {
+		base += "-" + r.Name
+	}
+	return path.Join(agentConfigDir, base+".key"), path.Join(agentConfigDir, base+".known_hosts")
+}
 
 // backupConfig is the backup section of the agent's configuration.
 func backupConfig(c *spec.Cluster) *agent.BackupConfig {
@@ -44,7 +49,6 @@ func backupConfig(c *spec.Cluster) *agent.BackupConfig {
 	if b == nil || len(b.Repositories) == 0 {
 		return nil
 	}
-	r := b.Repositories[0]
 	cfg := &agent.BackupConfig{
 		CompressionLevel:        b.CompressionLevel,
 		EncryptionPassphrase:    b.EncryptionPassphrase,
@@ -52,53 +56,67 @@ func backupConfig(c *spec.Cluster) *agent.BackupConfig {
 		From:                    string(b.From),
 		CreateReplicaFromBackup: b.CreateReplicaFromBackup,
 		Retention:               agent.BackupRetention{Full: b.Retention.Full},
-		Repository:              agent.BackupRepository{Type: r.Type, Path: r.Path},
 	}
 	cfg.Retention.Age.Duration = b.Retention.Age
-	switch r.Type {
-	case spec.RepoSFTP:
-		cfg.Repository.SFTP = &agent.SFTPRepository{Host: r.Host, Port: r.Port, User: r.User, KeyFile: r.KeyFile,
-			KnownHosts: r.KnownHosts, Root: r.Root}
-		if r.PrivateKey != "" {
-			cfg.Repository.SFTP.KeyFile = sftpKeyFile
+	for _, r := range b.Repositories {
+		ar := agent.BackupRepository{Name: r.Name, Type: r.Type, Path: r.Path}
+		switch r.Type {
+		case spec.RepoSFTP:
+			ar.SFTP = &agent.SFTPRepository{Host: r.Host, Port: r.Port, User: r.User, KeyFile: r.KeyFile,
+				KnownHosts: r.KnownHosts, Root: r.Root}
+			key, knownHosts := sftpKeyFiles(r)
+			if r.PrivateKey != "" {
+				ar.SFTP.KeyFile = key
+			}
+			if r.HostKey != "" {
+				ar.SFTP.KnownHosts = knownHosts
+			}
+		case spec.RepoS3:
+			ar.S3 = &agent.S3Repository{Endpoint: r.Endpoint, Region: r.Region, Bucket: r.Bucket, Prefix: r.Prefix,
+				AccessKey: r.AccessKey, SecretKey: r.SecretKey}
 		}
-		if r.HostKey != "" {
-			cfg.Repository.SFTP.KnownHosts = sftpKnownHostsFile
-		}
-	case spec.RepoS3:
-		cfg.Repository.S3 = &agent.S3Repository{Endpoint: r.Endpoint, Region: r.Region, Bucket: r.Bucket, Prefix: r.Prefix,
-			AccessKey: r.AccessKey, SecretKey: r.SecretKey}
+		cfg.Repositories = append(cfg.Repositories, ar)
 	}
 	return cfg
 }
 
-// backupResources are what backups need on a database host: a path
-// repository's directory, the repository initialized (once; a path
-// repository is per host unless it is on shared storage), and the systemd
-// timers of the schedule. The timers run on every database host; `pgherd
-// backup` exits 3 (skipped, a success for the unit) where it should not
-// run (on the primary when backups come from a standby).
+// backupResources are what backups need on a database host: for each
+// repository, a path repository's directory, an sftp repository's key
+// files, and the repository initialized (once; a path repository is per
+// host unless it is on shared storage); and the systemd timers of the
+// schedule, which take a backup into each repository in turn. The timers
+// run on every database host; `pgherd backup` exits 3 (skipped, a success
+// for the unit) where it should not run (on the primary when backups come
+// from a standby).
 func backupResources(c *spec.Cluster, h spec.Host) []modules.Resource {
 	b := c.Backup
 	if b == nil || len(b.Repositories) == 0 {
 		return nil
 	}
 	var rs []modules.Resource
-	r := b.Repositories[0]
-	if r.Type == spec.RepoPath {
-		rs = append(rs, modules.Directory{Path: r.Path, Owner: "postgres", Group: "postgres", Mode: "0750"})
+	for _, r := range b.Repositories {
+		if r.Type == spec.RepoPath {
+			rs = append(rs, modules.Directory{Path: r.Path, Owner: "postgres", Group: "postgres", Mode: "0750"})
+		}
+		key, knownHosts := sftpKeyFiles(r)
+		if r.PrivateKey != "" {
+			rs = append(rs, modules.File{Path: key, Content: strings.TrimRight(r.PrivateKey, "\n") + "\n",
+				Owner: "postgres", Group: "postgres", Mode: "0600", Sensitive: true})
+		}
+		if r.HostKey != "" {
+			addr := knownhosts.Normalize(net.JoinHostPort(r.Host, strconv.Itoa(r.Port)))
+			rs = append(rs, modules.File{Path: knownHosts, Content: addr + " " + r.HostKey + "\n",
+				Owner: "root", Group: "postgres", Mode: "0640"})
+		}
 	}
-	if r.PrivateKey != "" {
-		rs = append(rs, modules.File{Path: sftpKeyFile, Content: strings.TrimRight(r.PrivateKey, "\n") + "\n",
-			Owner: "postgres", Group: "postgres", Mode: "0600", Sensitive: true})
+	for _, r := range b.Repositories {
+		if r.Type == spec.RepoPath || h.Name == c.Postgres.Hosts[0] {
+			rs = append(rs, modules.BackupRepository{Cluster: c.Name, Repo: r.Name, Watch: []string{"file." + agent.ConfigPath}})
+		}
 	}
-	if r.HostKey != "" {
-		addr := knownhosts.Normalize(net.JoinHostPort(r.Host, strconv.Itoa(r.Port)))
-		rs = append(rs, modules.File{Path: sftpKnownHostsFile, Content: addr + " " + r.HostKey + "\n",
-			Owner: "root", Group: "postgres", Mode: "0640"})
-	}
-	if r.Type == spec.RepoPath || h.Name == c.Postgres.Hosts[0] {
-		rs = append(rs, modules.BackupRepository{Cluster: c.Name, Watch: []string{"file." + agent.ConfigPath}})
+	backupArgs := ""
+	if len(b.Repositories) > 1 {
+		backupArgs = " --all-repos"
 	}
 	enabled := true
 	for _, s := range []struct{ kind, calendar string }{{"full", b.Schedule.Full}, {"incr", b.Schedule.Incremental}} {
@@ -114,7 +132,7 @@ After=pgherd-agent.service
 [Service]
 Type=oneshot
 User=postgres
-ExecStart=` + modules.AgentBinaryPath + ` backup --type ` + s.kind + `
+ExecStart=` + modules.AgentBinaryPath + ` backup --type ` + s.kind + backupArgs + `
 # 3: not this host's turn (see pgherd backup --help).
 SuccessExitStatus=3
 `},

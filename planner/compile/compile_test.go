@@ -9,6 +9,7 @@ import (
 
 	"github.com/pgherd/pgherd/agent"
 	"github.com/pgherd/pgherd/modules"
+	"github.com/pgherd/pgherd/planner/engine"
 	"github.com/pgherd/pgherd/spec"
 )
 
@@ -17,14 +18,7 @@ var update = flag.Bool("update", false, "rewrite the golden files")
 // TestCompileHA pins what the HA example compiles to on the lab's hosts:
 // the phases, and on each host its resources in apply order.
 func TestCompileHA(t *testing.T) {
-	m, diags := spec.Load(spec.Input{Paths: []string{"../../examples/ha", "../../spec/testdata/examples/lab.hcl"}})
-	if diags.HasErrors() {
-		t.Fatal(diags.Err())
-	}
-	prog, err := Compile(m, Options{AgentBinary: modules.AgentBinary{SHA256: "abc", GOARCH: "amd64"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	prog := compileFiles(t, "../../examples/ha", "../../spec/testdata/examples/lab.hcl")
 	var b strings.Builder
 	for _, p := range prog.Phases {
 		fmt.Fprintf(&b, "phase %q\n", p.Name)
@@ -35,9 +29,29 @@ func TestCompileHA(t *testing.T) {
 			}
 		}
 	}
-	const golden = "testdata/ha.golden"
+	checkGolden(t, "testdata/ha.golden", b.String())
+}
+
+// compileFiles compiles the spec of these files and directories.
+func compileFiles(t *testing.T, paths ...string) *engine.Program {
+	t.Helper()
+	m, diags := spec.Load(spec.Input{Paths: paths})
+	if diags.HasErrors() {
+		t.Fatal(diags.Err())
+	}
+	prog, err := Compile(m, Options{AgentBinary: modules.AgentBinary{SHA256: "abc", GOARCH: "amd64"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return prog
+}
+
+// checkGolden compares got with the golden file, which go test -update
+// rewrites.
+func checkGolden(t *testing.T, golden, got string) {
+	t.Helper()
 	if *update {
-		if err := os.WriteFile(golden, []byte(b.String()), 0o644); err != nil {
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -45,8 +59,8 @@ func TestCompileHA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b.String() != string(want) {
-		t.Errorf("compiled program differs from %s (go test -update to accept):\n%s", golden, b.String())
+	if got != string(want) {
+		t.Errorf("compiled program differs from %s (go test -update to accept):\n%s", golden, got)
 	}
 }
 

@@ -30,7 +30,7 @@ cluster "pg" {
       secret_key = var.db_password
     }
 
-    repository { # ERROR: A backup block has one repository for now
+    repository { # ERROR: With several repository blocks, each needs a name
       type = "path"
       path = "/srv/backup"
     }
