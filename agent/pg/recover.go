@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -66,7 +67,9 @@ type RecoveryResult struct {
 //
 // It is idempotent: a directory already recovered and shut down is left
 // alone, one whose promoted server was killed is started and stopped
-// again. It returns ErrRunning when a postmaster runs, and ErrNotRestored
+// again, and the private server of a call that was interrupted (its
+// caller killed) is waited for. It returns ErrRunning when another
+// postmaster runs, and ErrNotRestored
 // for a directory without recovery.signal that was not a primary (a
 // standby's), or one with standby.signal.
 func (i *Instance) FinishRecovery(ctx context.Context, opts RecoveryOptions) (RecoveryResult, error) {
@@ -79,11 +82,19 @@ func (i *Instance) FinishRecovery(ctx context.Context, opts RecoveryOptions) (Re
 	if !ok {
 		return res, fmt.Errorf("pg: finish recovery of %s: %w", i.DataDir, ErrNotInitialized)
 	}
-	if pid, err := i.postmasterPID(); err != nil || pid != 0 {
-		if err == nil {
-			err = fmt.Errorf("pg: finish recovery of %s: %w", i.DataDir, ErrRunning)
-		}
+	pid, err := i.postmasterPID()
+	if err != nil {
 		return res, err
+	}
+	if pid != 0 {
+		// A recovering server an interrupted call left running is
+		// waited for; any other is refused.
+		sock, ok := i.privateServer()
+		if !ok {
+			return res, fmt.Errorf("pg: finish recovery of %s: %w", i.DataDir, ErrRunning)
+		}
+		i.log().Info("waiting for the recovering server an earlier run started", "pid", pid, "socket_dir", sock)
+		return i.finishPrivate(ctx, sock, opts, t0)
 	}
 	if exists(i.path("standby.signal")) {
 		return res, fmt.Errorf("pg: finish recovery of %s: it has standby.signal, a standby never ends recovery: %w", i.DataDir, ErrNotRestored)
@@ -104,20 +115,59 @@ func (i *Instance) FinishRecovery(ctx context.Context, opts RecoveryOptions) (Re
 		return res, fmt.Errorf("pg: finish recovery of %s: no recovery.signal, and the cluster state is %q: %w", i.DataDir, state, ErrNotRestored)
 	}
 
-	sock, err := os.MkdirTemp("", "pgherd-recovery-")
+	sock, err := os.MkdirTemp("", privatePrefix)
 	if err != nil {
 		return res, fmt.Errorf("pg: finish recovery: %w", err)
 	}
-	defer os.RemoveAll(sock)
 	if err := i.chown(sock); err != nil {
+		os.RemoveAll(sock)
 		return res, err
 	}
 	private := *i
 	private.SocketDir = sock
 	if err := private.startPrivate(ctx); err != nil {
+		os.RemoveAll(sock)
 		return res, err
 	}
-	res.Ran = true
+	return i.finishPrivate(ctx, sock, opts, t0)
+}
+
+// privatePrefix names the socket directories of FinishRecovery's servers.
+const privatePrefix = "pgherd-recovery-"
+
+// privateServer tells whether the running postmaster is one that
+// FinishRecovery started (no TCP address, a socket in a directory of its
+// own), and its socket directory; postmaster.pid says so on its fifth and
+// sixth lines.
+func (i *Instance) privateServer() (string, bool) {
+	sock, listen := i.pidFileSockets()
+	if listen != "" || !strings.HasPrefix(filepath.Base(sock), privatePrefix) {
+		return "", false
+	}
+	return sock, true
+}
+
+// pidFileSockets reads the socket directory and the listen address of
+// postmaster.pid ("" until the postmaster has written them).
+func (i *Instance) pidFileSockets() (sock, listen string) {
+	b, err := os.ReadFile(i.path("postmaster.pid"))
+	if err != nil {
+		return "", ""
+	}
+	lines := strings.Split(string(b), "\n")
+	if len(lines) < 6 {
+		return "", ""
+	}
+	return strings.TrimSpace(lines[4]), strings.TrimSpace(lines[5])
+}
+
+// finishPrivate waits until the private server listening in sock has
+// promoted and archived, and stops it.
+func (i *Instance) finishPrivate(ctx context.Context, sock string, opts RecoveryOptions, t0 time.Time) (RecoveryResult, error) {
+	res := RecoveryResult{Ran: true}
+	defer os.RemoveAll(sock)
+	private := *i
+	private.SocketDir = sock
 	// Whatever happens next, the private server does not outlive this
 	// call.
 	stopped := false
@@ -201,6 +251,11 @@ func (i *Instance) waitPromoted(ctx context.Context, t0 time.Time, progress func
 		}
 		switch {
 		case pid != 0:
+			if sock, _ := i.pidFileSockets(); sock != "" && sock != i.SocketDir {
+				// Another start won the data directory (its log says
+				// "lock file postmaster.pid already exists" for ours).
+				return fmt.Errorf("pg: another postmaster (pid %d) serves %s: %w", pid, i.DataDir, ErrRunning)
+			}
 			seen = true
 		case seen || time.Since(started) > 30*time.Second:
 			return fmt.Errorf("pg: the recovering server stopped before it promoted; log %s: %s", i.logFile(), tail(i.readLog(), 8))
