@@ -162,8 +162,9 @@ func (a *app) runClusterRestore(ctx context.Context, f *restoreFlags, args []str
 		}
 	}
 	fmt.Fprintln(r.out)
-	// Until a step changes something, a failure leaves the cluster as it
-	// was (a new restore's first steps archive WAL and write the marker).
+	// Until a step that changes something starts, a failure leaves the
+	// cluster as it was (a new restore's first steps archive WAL and
+	// write the marker).
 	changed := plan.Resumed
 	n := 0
 	for _, s := range plan.Steps {
@@ -176,11 +177,14 @@ func (a *app) runClusterRestore(ctx context.Context, f *restoreFlags, args []str
 			fmt.Fprintf(r.out, "[%d/%d] %s\n", n, plan.shownSteps(), desc)
 		}
 		t0 := time.Now()
+		changed = changed || s.Kind != stepArchive && s.Kind != stepMark
 		if err := r.do(ctx, s); err != nil {
+			if ctx.Err() != nil {
+				err = fmt.Errorf("interrupted: %w", err)
+			}
 			fmt.Fprintf(a.env.Stderr, "Error: %s\n", m.Mask(r.failure(desc, s, err, changed)))
 			return &exitError{code: exitError1}
 		}
-		changed = changed || s.Kind != stepArchive && s.Kind != stepMark
 		if s.Kind != stepMark {
 			fmt.Fprintf(r.out, "      done (%s)\n", time.Since(t0).Round(100*time.Millisecond))
 		}
@@ -249,19 +253,10 @@ func runOn(ctx context.Context, h restoreHost, name, cmd string) (string, error)
 	if err != nil {
 		return "", err
 	}
-	if err := res.Err(name, shorten(cmd)); err != nil {
+	if err := res.Err(name, cmd); err != nil {
 		return string(res.Stdout), err
 	}
 	return string(res.Stdout), nil
-}
-
-// shorten names a multi-line script by its first line in errors.
-func shorten(cmd string) string {
-	first, _, more := strings.Cut(cmd, "\n")
-	if more {
-		return first + " …"
-	}
-	return first
 }
 
 // readFacts reads every member's facts at once.
@@ -308,7 +303,14 @@ func (r *clusterRestore) do(ctx context.Context, s restoreStep) error {
 			return err
 		})
 	case stepRestore:
-		return r.command(ctx, s.Hosts, restoreCmd(d, r.marker, s.Delta, r.parallel))
+		return r.onHosts(ctx, s.Hosts, func(ctx context.Context, h restoreHost, name string) error {
+			out, err := runOn(ctx, h, name, restoreCmd(d, r.marker, s.Delta, r.parallel))
+			// Its first line says what it restored; the next ones, what
+			// to do by hand, are this command's next steps.
+			first, _, _ := strings.Cut(out, "\n")
+			r.echo(first)
+			return err
+		})
 	case stepRecover:
 		return r.command(ctx, s.Hosts, asPostgres("restore", "recover"))
 	case stepResetEtcd:
@@ -361,9 +363,9 @@ func markCmd(dataDir string, m restoreMarker) string {
 	inc := executors.Quote(incompletePath(dataDir))
 	switch m.Stage {
 	case stageRestoring:
-		cmd += "\nprintf '%s\\n' " + executors.Quote("pgherd restore "+m.ID) + " > " + inc + " && chown postgres:postgres " + inc
+		cmd += " && printf '%s\\n' " + executors.Quote("pgherd restore "+m.ID) + " > " + inc + " && chown postgres:postgres " + inc
 	case stageRecovered:
-		cmd += "\nrm -f " + inc
+		cmd += " && rm -f " + inc
 	}
 	return cmd
 }
@@ -373,11 +375,9 @@ func markCmd(dataDir string, m restoreMarker) string {
 // server holds goes, as a delta restore refuses it.
 func stopCmd(dataDir, binDir string) string {
 	d, pgctl := executors.Quote(dataDir), "runuser -u postgres -- "+executors.Quote(binDir+"/pg_ctl")
-	return "systemctl stop " + modules.AgentUnit + "\n" +
-		"if [ -f " + d + "/PG_VERSION ]; then\n" +
-		"  if " + pgctl + " status -D " + d + " >/dev/null 2>&1; then " + pgctl + " stop -D " + d + " -m fast -w -t 600\n" +
-		"  else rm -f " + d + "/postmaster.pid; fi\n" +
-		"fi"
+	return "systemctl stop " + modules.AgentUnit + " && if [ -f " + d + "/PG_VERSION ]; then " +
+		"if " + pgctl + " status -D " + d + " >/dev/null 2>&1; then " + pgctl + " stop -D " + d + " -m fast -w -t 600; " +
+		"else rm -f " + d + "/postmaster.pid; fi; fi"
 }
 
 // moveAsideCmd renames a non-empty data directory (with the agent's mark
@@ -388,14 +388,12 @@ func moveAsideCmd(dataDir, id string, removeMarker bool) string {
 	d, a, inc := executors.Quote(dataDir), executors.Quote(asidePath(dataDir, id)), executors.Quote(incompletePath(dataDir))
 	var b strings.Builder
 	if removeMarker {
-		b.WriteString("rm -f " + executors.Quote(markerPath(dataDir)) + "\n")
+		b.WriteString("rm -f " + executors.Quote(markerPath(dataDir)) + " && ")
 	}
-	b.WriteString("if [ -d " + d + " ] && [ -n \"$(ls -A " + d + ")\" ]; then\n" +
-		"  a=" + a + "; n=1\n" +
-		"  while [ -e \"$a\" ]; do n=$((n+1)); a=" + a + "-$n; done\n" +
-		"  mv " + d + " \"$a\" && echo \"moved " + dataDir + " to $a\" || exit 1\n" +
-		"  if [ -f " + inc + " ]; then mv " + inc + " \"$a.pgherd-incomplete\"; fi\n" +
-		"fi")
+	b.WriteString("if [ -d " + d + " ] && [ -n \"$(ls -A " + d + ")\" ]; then " +
+		"a=" + a + "; n=1; while [ -e \"$a\" ]; do n=$((n+1)); a=" + a + "-$n; done; " +
+		"mv " + d + " \"$a\" && echo moved " + d + " to \"$a\" || exit 1; " +
+		"if [ -f " + inc + " ]; then mv " + inc + " \"$a.pgherd-incomplete\"; fi; fi")
 	return b.String()
 }
 
@@ -514,18 +512,23 @@ func (r *clusterRestore) failure(desc string, s restoreStep, err error, changed 
 		}
 		return b.String()
 	}
-	switch s.Kind {
-	case stepRestore:
+	switch {
+	case errors.Is(err, context.Canceled):
+	case s.Kind == stepRestore:
 		fmt.Fprintf(&b, "On %s, pgherd restore's own message is above (no backup before the target, a repository\nthat cannot be reached, a corrupted file, ...).\n", r.req.Host)
-	case stepRecover:
+	case s.Kind == stepRecover:
 		fmt.Fprintf(&b, "PostgreSQL's log on %s is %s.log: its last lines, above, say why the recovery stopped (a target\nafter the end of the archive cannot be reached: run the command with an earlier target, which starts\na new restore).\n", r.req.Host, r.req.DataDir)
-	case stepWaitLeader:
+	case s.Kind == stepWaitLeader:
 		fmt.Fprintf(&b, "journalctl -u %s on %s says what its agent does.\n", modules.AgentUnit, r.req.Host)
-	case stepWaitReplicas:
+	case s.Kind == stepWaitReplicas:
 		b.WriteString("They may still be copying the primary: pgherd status shows them, and journalctl -u " + modules.AgentUnit + " on each\nsays what its agent does.\n")
 	}
-	fmt.Fprintf(&b, "The steps after it were not carried out. The restore's progress is recorded on %s in %s:\n"+
-		"once the cause is fixed, run the same command again and it resumes from there.", r.req.Host, markerPath(r.req.DataDir))
+	next := "once the cause is fixed, run the same command again and it resumes from there."
+	if errors.Is(err, context.Canceled) {
+		next = "run the same command again and it resumes from there."
+	}
+	fmt.Fprintf(&b, "The steps after it were not carried out. The restore's progress is recorded on %s in %s:\n%s",
+		r.req.Host, markerPath(r.req.DataDir), next)
 	return b.String()
 }
 
