@@ -465,13 +465,19 @@ func (r *clusterRestore) archiveNow(ctx context.Context, h restoreHost, name str
 	}
 }
 
+// healthWait is how long, once the members stream, the restore waits for
+// the rest of the cluster (the VIP, etcd, the lag) to be healthy before it
+// reports it as it is.
+const healthWait = 30 * time.Second
+
 // waitReplicas waits until each host runs as a replica streaming from the
-// primary and the cluster is healthy, showing who is not yet there every
-// half minute.
+// primary, showing who is not yet there every half minute, then up to
+// healthWait for the cluster to be healthy.
 func (r *clusterRestore) waitReplicas(ctx context.Context, hosts []string) error {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
 	lastShown := time.Now()
+	var streaming time.Time
 	for {
 		rep := gatherStatus(ctx, r.m, r.api(), statusOptions{timeout: 10 * time.Second})
 		var pending []string
@@ -480,8 +486,13 @@ func (r *clusterRestore) waitReplicas(ctx context.Context, hosts []string) error
 				pending = append(pending, fmt.Sprintf("%s %s/%s", mr.Member, orDash(mr.Role), orDash(mr.State)))
 			}
 		}
-		if len(pending) == 0 && rep.Health == "healthy" {
-			return nil
+		if len(pending) == 0 {
+			if streaming.IsZero() {
+				streaming = time.Now()
+			}
+			if rep.Health == "healthy" || time.Since(streaming) > healthWait {
+				return nil
+			}
 		}
 		what := strings.Join(pending, ", ")
 		if what == "" {
@@ -545,6 +556,9 @@ func (r *clusterRestore) report(ctx context.Context, took time.Duration) error {
 		took.Round(time.Second), r.req.Cluster, r.req.Target.stopAt(), r.req.Host, tl)
 	if err := renderStatus(r.out, rep); err != nil {
 		return err
+	}
+	if rep.Health != "healthy" {
+		fmt.Fprintf(r.out, "\nThe members stream, but the cluster is not healthy yet: see pgherd status.\n")
 	}
 	var kept []string
 	_ = r.onHosts(ctx, r.req.Members, func(ctx context.Context, h restoreHost, name string) error {

@@ -129,7 +129,9 @@ func restoreFactsCmd(dataDir, binDir string, port int) string {
 		`if [ -f ` + d + `/PG_VERSION ]; then ` + asPG + executors.Quote(binDir+"/pg_controldata") + ` -D ` + d + ` 2>/dev/null | sed -n 's/^Database system identifier: *\(.*\)/sysid=\1/p; s/^Latest checkpoint.s TimeLineID: *\(.*\)/timeline=\1/p'; fi`,
 		`if [ -f ` + d + `/PG_VERSION ] && ` + asPG + pgctl + ` status -D ` + d + ` >/dev/null 2>&1; then echo running=yes; echo "primary=$(` + asPG + `psql -h /var/run/postgresql -p ` + strconv.Itoa(port) + ` -XAtc 'select not pg_is_in_recovery()' 2>/dev/null)"; fi`,
 		`if [ -f ` + m + ` ]; then echo "marker=$(tr -d '\n' < ` + m + `)"; fi`,
-		`if ` + executors.Quote(modules.AgentBinaryPath) + ` restore recover --help >/dev/null 2>&1; then echo steps=yes; fi`,
+		// An older pgherd would print restore's own help for "restore
+		// recover --help": its list of subcommands tells.
+		`if ` + executors.Quote(modules.AgentBinaryPath) + ` restore --help 2>/dev/null | grep -q reset-etcd; then echo steps=yes; fi`,
 	}, "\n")
 }
 
