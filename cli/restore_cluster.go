@@ -299,7 +299,7 @@ func (r *clusterRestore) do(ctx context.Context, s restoreStep) error {
 	case stepMoveAside:
 		return r.onHosts(ctx, s.Hosts, func(ctx context.Context, h restoreHost, name string) error {
 			out, err := runOn(ctx, h, name, moveAsideCmd(d, r.marker.ID, name != r.req.Host))
-			r.echo(out)
+			r.echo(name, out)
 			return err
 		})
 	case stepRestore:
@@ -308,7 +308,7 @@ func (r *clusterRestore) do(ctx context.Context, s restoreStep) error {
 			// Its first line says what it restored; the next ones, what
 			// to do by hand, are this command's next steps.
 			first, _, _ := strings.Cut(out, "\n")
-			r.echo(first)
+			r.echo(name, first)
 			return err
 		})
 	case stepRecover:
@@ -334,16 +334,16 @@ func (r *clusterRestore) do(ctx context.Context, s restoreStep) error {
 func (r *clusterRestore) command(ctx context.Context, hosts []string, cmd string) error {
 	return r.onHosts(ctx, hosts, func(ctx context.Context, h restoreHost, name string) error {
 		out, err := runOn(ctx, h, name, cmd)
-		r.echo(out)
+		r.echo(name, out)
 		return err
 	})
 }
 
-// echo shows a command's output under its step.
-func (r *clusterRestore) echo(out string) {
+// echo shows what a command printed on a host under its step.
+func (r *clusterRestore) echo(host, out string) {
 	for l := range strings.Lines(strings.TrimSpace(out)) {
 		if l = strings.TrimRight(l, "\n"); l != "" {
-			fmt.Fprintf(r.out, "      %s\n", l)
+			fmt.Fprintf(r.out, "      %s: %s\n", host, l)
 		}
 	}
 }
