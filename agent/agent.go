@@ -71,18 +71,7 @@ func New(cfg *Config, log *slog.Logger, version string) *Agent {
 		version: version,
 		origin:  time.Now(),
 		wake:    make(chan struct{}, 1),
-		pg: &pg.Instance{
-			Name:            cfg.Name,
-			BinDir:          cfg.Postgres.BinDir,
-			DataDir:         cfg.Postgres.DataDir,
-			Port:            cfg.Postgres.Port,
-			SocketDir:       cfg.Postgres.SocketDir,
-			ListenAddresses: cfg.Postgres.Listen,
-			Superuser:       cfg.Postgres.Superuser.User,
-			User:            cfg.Postgres.OSUser,
-			LogFile:         cfg.Postgres.LogFile,
-			Log:             log.With("component", "postgres"),
-		},
+		pg:      cfg.Instance(log.With("component", "postgres")),
 	}
 	a.lastConfig = a.localConfig()
 	a.snapshot.Store(&api.Snapshot{Member: cfg.Name, Role: api.RoleUninitialized, Version: version})

@@ -8,10 +8,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/pgherd/pgherd/agent/pg"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/pgherd/pgherd/agent/pg"
 )
 
 // ConfigPath is where pgherd apply writes the agent's configuration.
@@ -115,6 +117,22 @@ type Config struct {
 		// dcs.Config.SwitchoverTimeout); 0: the default.
 		SwitchoverTimeout Duration `json:"switchover_timeout,omitzero"`
 	} `json:"ha"`
+}
+
+// Instance is the local PostgreSQL the configuration describes.
+func (c *Config) Instance(log *slog.Logger) *pg.Instance {
+	return &pg.Instance{
+		Name:            c.Name,
+		BinDir:          c.Postgres.BinDir,
+		DataDir:         c.Postgres.DataDir,
+		Port:            c.Postgres.Port,
+		SocketDir:       c.Postgres.SocketDir,
+		ListenAddresses: c.Postgres.Listen,
+		Superuser:       c.Postgres.Superuser.User,
+		User:            c.Postgres.OSUser,
+		LogFile:         c.Postgres.LogFile,
+		Log:             log,
+	}
 }
 
 // LoadConfig reads and checks the configuration file at path.

@@ -607,47 +607,145 @@ initializes each in turn, or the one --repo names.`,
 	return c
 }
 
-// restoreFlags are the flags of pgherd restore.
+// restoreFlags are the flags of pgherd restore, in its two forms: on a
+// database host (--data-dir) and from the operator's machine (--host).
 type restoreFlags struct {
-	config, dataDir, backupID, targetTime, targetLSN, restoreCommand string
-	delta                                                            bool
-	parallel                                                         int
-	repo                                                             string
+	config, dataDir, backupID, targetTime, targetLSN, targetTimeline, restoreCommand string
+	delta                                                                            bool
+	parallel                                                                         int
+	repo                                                                             string
+
+	host        string
+	spec        specFlags
+	autoApprove bool
+	timeout     time.Duration
 }
 
 func (a *app) restoreCommand() *cobra.Command {
 	var f restoreFlags
 	c := &cobra.Command{
-		Use:   "restore [flags] --data-dir DIR",
-		Short: "Restore a backup into a data directory and set up recovery",
-		Long: `restore writes a backup into a data directory, checking every file's checksum,
-and sets up recovery (recovery.signal and the recovery settings) so that
-PostgreSQL, once started, replays the archived WAL up to the target and
-promotes. Without --backup (or with --backup latest) it picks the latest
-backup that can reach the target.
+		Use:   "restore [flags] (--data-dir DIR | --host H [SPEC...])",
+		Short: "Restore a backup: into a data directory, or the whole cluster to a point in time",
+		Long: `restore has two forms.
 
-The data directory must be empty or absent, unless --delta is given: then
-files that already match are kept, others are rewritten, and files the backup
-does not have are removed. A data directory with a postmaster.pid (a running
-server) is refused.
+With --data-dir, on a database host, it writes a backup into a data directory,
+checking every file's checksum, and sets up recovery (recovery.signal and the
+recovery settings) so that PostgreSQL, once started, replays the archived WAL
+up to the target and promotes. Without --backup (or with --backup latest) it
+picks the latest backup that can reach the target. The data directory must be
+empty or absent, unless --delta is given: then files that already match are
+kept, others are rewritten, and files the backup does not have are removed. A
+data directory with a postmaster.pid (a running server) is refused.
 
-Exit codes: 0 restored; 1 error.`,
-		Args: cobra.NoArgs,
+With --host H, from the operator's machine, it rolls the whole HA cluster of
+the spec back to the target, H (one of its PostgreSQL hosts) becoming the
+primary: it shows the steps and asks for confirmation (unless -auto-approve),
+archives the WAL written so far, stops every member's agent (replicas first),
+moves the data directories aside (never deleting them; on H, with --delta, it
+restores over H's instead), restores and recovers on H with no client let in,
+clears the cluster's state in etcd (keeping its system identifier), starts H's
+agent and waits until H is the primary, then starts the others, which copy it
+(or restore a new full backup, taken first, with create_replica_from_backup),
+and waits until they stream. It records its progress beside H's data
+directory: run the same command again after an interruption and it resumes.
+docs/runbooks/restore.md has the details and the manual fallback.
+
+Exit codes: 0 restored; 1 error or cancelled.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkRestoreFlags(&f, args, cmd.Flags().Changed); err != nil {
+				return err
+			}
+			if f.host != "" {
+				return a.runClusterRestore(cmd.Context(), &f, args)
+			}
 			return a.runRestore(cmd.Context(), &f)
 		},
 	}
 	configFlag(c, &f.config)
-	c.Flags().StringVar(&f.dataDir, "data-dir", "", "the data directory to restore into (required)")
+	c.Flags().StringVar(&f.dataDir, "data-dir", "", "the data directory to restore into (the form run on a database host)")
+	c.Flags().StringVar(&f.host, "host", "", "roll the whole cluster back, this PostgreSQL host becoming the primary (the form run with the spec)")
 	c.Flags().StringVar(&f.backupID, "backup", "latest", "the backup ID, or latest")
 	repoFlag(c, &f.repo, "the repository to restore from (default: the first that has a backup that reaches the target)")
 	c.Flags().StringVar(&f.targetTime, "target-time", "", "recover up to this time, such as \"2026-11-22 00:50:00+00\" or RFC 3339")
 	c.Flags().StringVar(&f.targetLSN, "target-lsn", "", "recover up to this WAL location, such as 0/3000060")
+	c.Flags().StringVar(&f.targetTimeline, "target-timeline", "latest", "--data-dir: the timeline whose history recovery follows, or latest")
 	c.Flags().BoolVar(&f.delta, "delta", false, "restore over an existing (stopped) data directory, rewriting only what differs")
 	c.Flags().IntVar(&f.parallel, "parallel", 0, "files restored at once (default: the configuration's)")
-	c.Flags().StringVar(&f.restoreCommand, "restore-command", "", "restore_command to configure (default: this pgherd's wal-fetch with this --config)")
-	c.MarkFlagRequired("data-dir")
+	c.Flags().StringVar(&f.restoreCommand, "restore-command", "", "--data-dir: restore_command to configure (default: this pgherd's wal-fetch with this --config)")
+	f.spec.register(c)
+	c.Flags().BoolVar(&f.autoApprove, "auto-approve", false, "--host: do not ask for confirmation")
+	c.Flags().DurationVar(&f.timeout, "timeout", 30*time.Minute, "--host: how long to wait for the new primary, and then for the other members to stream")
+	c.AddCommand(a.restoreRecoverCommand(), a.restoreResetEtcdCommand())
 	return c
+}
+
+// checkRestoreFlags checks that the flags make one form of restore, and
+// parses the target; changed tells whether a flag was given.
+func checkRestoreFlags(f *restoreFlags, args []string, changed func(string) bool) error {
+	switch {
+	case f.host == "" && f.dataDir == "":
+		return errors.New("give --data-dir DIR (on a database host) or --host H (from the operator's machine, with the spec)")
+	case f.host != "" && f.dataDir != "":
+		return errors.New("--data-dir and --host exclude each other: --data-dir restores one data directory on this host, --host the whole cluster of the spec")
+	}
+	if f.targetTime != "" && f.targetLSN != "" {
+		return errors.New("give --target-time or --target-lsn, not both")
+	}
+	if f.targetTime != "" {
+		if _, err := parseTargetTime(f.targetTime); err != nil {
+			return err
+		}
+	}
+	if f.targetLSN != "" {
+		if _, err := backup.ParseLSN(f.targetLSN); err != nil {
+			return fmt.Errorf("--target-lsn: %w", err)
+		}
+	}
+	if f.parallel < 0 {
+		return fmt.Errorf("--parallel %d: want a positive number of files", f.parallel)
+	}
+	var only []string
+	if f.host != "" {
+		for _, n := range []string{"config", "restore-command", "target-timeline"} {
+			if changed(n) {
+				only = append(only, "--"+n)
+			}
+		}
+		if len(only) > 0 {
+			return fmt.Errorf("%s: only with --data-dir, on a database host (with --host, pgherd uses the agent's configuration and the cluster's timeline)", strings.Join(only, ", "))
+		}
+		if f.timeout <= 0 {
+			return fmt.Errorf("--timeout %s: want a positive duration", f.timeout)
+		}
+		return nil
+	}
+	if len(args) > 0 {
+		return fmt.Errorf("unexpected arguments %q: SPEC arguments go with --host", args)
+	}
+	for _, n := range []string{"var", "var-file", "auto-approve", "timeout"} {
+		if changed(n) {
+			only = append(only, "--"+n)
+		}
+	}
+	if len(only) > 0 {
+		return fmt.Errorf("%s: only with --host, from the operator's machine", strings.Join(only, ", "))
+	}
+	if _, err := parseTimeline(f.targetTimeline); err != nil {
+		return err
+	}
+	return nil
+}
+
+// parseTimeline reads --target-timeline: latest (0) or a timeline ID.
+func parseTimeline(s string) (uint32, error) {
+	if s == "" || s == "latest" {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("--target-timeline %q: want latest or a timeline ID (1, 2, ...)", s)
+	}
+	return uint32(n), nil
 }
 
 // timeLayouts are the --target-time formats, PostgreSQL's first.
@@ -673,9 +771,11 @@ func (a *app) runRestore(ctx context.Context, f *restoreFlags) error {
 	if f.backupID != "latest" {
 		opts.BackupID = f.backupID
 	}
-	if f.targetTime != "" && f.targetLSN != "" {
-		return errors.New("give --target-time or --target-lsn, not both")
+	tli, err := parseTimeline(f.targetTimeline)
+	if err != nil {
+		return err
 	}
+	opts.TargetTimeline = tli
 	if f.targetTime != "" {
 		t, err := parseTargetTime(f.targetTime)
 		if err != nil {
@@ -748,9 +848,9 @@ func (a *app) runRestore(ctx context.Context, f *restoreFlags) error {
 	}
 	fmt.Fprintf(a.env.Stdout, `Next: start PostgreSQL on this data directory. It replays the archived WAL
 (restore_command = '%s') up to %s, then promotes.
-For the cluster's own data directory, start the agent (systemctl start pgherd-agent);
-check the result before letting clients in, and take a new full backup
-(pgherd backup --type full) once it runs.
+For the cluster's own data directory, do not start the agent on it: run
+pgherd restore recover first (docs/runbooks/restore.md), or restore the whole
+cluster with pgherd restore --host from the operator's machine.
 `, opts.RestoreCommand, target)
 	return nil
 }

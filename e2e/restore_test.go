@@ -1,12 +1,16 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -24,8 +28,10 @@ const (
 // one it applies now), with examples/ha's SFTP repository on node4: WAL
 // archiving goes on across a switchover (a new timeline), the cluster is
 // restored to a point in time between two known commits on a new lab
-// host, and a member is rebuilt from the repository
-// (create_replica_from_backup) and streams again.
+// host, a member is rebuilt from the repository
+// (create_replica_from_backup) and streams again, and the whole cluster is
+// rolled back to a point in time by pgherd restore --host, interrupted
+// once and resumed.
 //
 // It runs after TestHAFailover (files run in name order), so that TestHA
 // applies the cluster from bare hosts.
@@ -136,26 +142,7 @@ func TestBackupRestore(t *testing.T) {
 	t.Run("a member rebuilt from the repository", func(t *testing.T) {
 		// create_replica_from_backup on: the agent restores the latest
 		// backup instead of copying the primary.
-		src, err := os.ReadFile(filepath.Join(dir, "main.hcl"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		const anchor = "    compression_level     = 3\n"
-		if !strings.Contains(string(src), anchor) {
-			t.Fatalf("examples/ha/main.hcl no longer contains %q", anchor)
-		}
-		fromBackup := writeSpec(t, map[string]string{
-			"lab.hcl":  labSSH(theLab.KnownHostsFile()),
-			"main.hcl": strings.Replace(string(src), anchor, anchor+"    create_replica_from_backup = true\n", 1),
-		})
-		if r := pgherd(t, fromBackup, "apply", "-auto-approve", "."); r.code != 0 {
-			t.Fatalf("apply with create_replica_from_backup: %s", r)
-		}
-		defer func() {
-			if r := pgherd(t, dir, "apply", "-auto-approve", "."); r.code != 0 {
-				t.Errorf("apply of the example again: %s", r)
-			}
-		}()
+		applyFromBackup(t, dir)
 		victim := other(without(all, primary), primary)
 		since := onHost(t, victim, "date -u '+%Y-%m-%d %H:%M:%S'")
 		onHost(t, victim, "systemctl stop pgherd-agent && mv "+dataDir+" "+dataDir+".e2e-lost && systemctl start pgherd-agent")
@@ -178,6 +165,190 @@ func TestBackupRestore(t *testing.T) {
 		}
 		onHost(t, victim, "rm -rf "+dataDir+".e2e-lost")
 	})
+
+	t.Run("the whole cluster rolled back to a point in time", func(t *testing.T) {
+		primary := waitSettled(t, all, 3*time.Minute)
+		host := other(without(all, primary), primary) // a replica becomes the primary
+		c := primaryConn(ctx, t, primary)
+		execSQL(ctx, t, c, "DROP TABLE IF EXISTS e2e_cluster_pitr",
+			"CREATE TABLE e2e_cluster_pitr (id int PRIMARY KEY)",
+			"INSERT INTO e2e_cluster_pitr SELECT generate_series(1, 50)")
+		target := queryText(ctx, t, c, `SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'`)
+		execSQL(ctx, t, c, "INSERT INTO e2e_cluster_pitr SELECT generate_series(51, 100)")
+		c.Close(context.Background())
+		args := []string{"restore", "--host", host, "--target-time", target, "-auto-approve", "."}
+
+		// Interrupted while the new primary recovers: the same command
+		// run again resumes the restore where it stopped.
+		out, errOut, code := interruptAt(t, dir, "replay the archived WAL", args...)
+		if code == 0 {
+			t.Fatalf("an interrupted restore exited 0:\n%s\n%s", out, errOut)
+		}
+		if !strings.Contains(errOut, "interrupted") || !strings.Contains(errOut, "run the same command again") {
+			t.Fatalf("the interrupted restore does not say how to go on:\n%s", errOut)
+		}
+		start := time.Now()
+		r := pgherd(t, dir, args...)
+		if r.code != 0 {
+			t.Fatalf("resumed restore: %s", r)
+		}
+		t.Logf("the resumed restore took %s", time.Since(start).Round(time.Second))
+		if !strings.Contains(r.stdout, "resuming restore") || !strings.Contains(r.stdout, "Restore complete") {
+			t.Fatalf("the second run did not resume the restore:\n%s", r.stdout)
+		}
+		rolledBack(ctx, t, dir, host, "e2e_cluster_pitr")
+
+		// The same command once more has nothing to do; the spec has
+		// nothing to change either.
+		if r := pgherd(t, dir, args...); r.code != 0 || !strings.Contains(r.stdout, "finished already") {
+			t.Fatalf("restore run again: %s", r)
+		}
+		if r := pgherd(t, dir, "plan", "-detailed-exitcode", "."); r.code != 0 {
+			t.Errorf("plan after the restore: %s", r)
+		}
+		// The data directories as they were are kept, moved aside.
+		for _, h := range all {
+			if out := onHost(t, h, "ls -d "+dataDir+".pgherd-before-restore-* 2>/dev/null || true"); out == "" {
+				t.Errorf("%s: no data directory moved aside", h)
+			}
+			onHost(t, h, "rm -rf "+dataDir+".pgherd-before-restore-*")
+		}
+	})
+
+	t.Run("the whole cluster rolled back to a WAL location, members rebuilt from the repository", func(t *testing.T) {
+		// create_replica_from_backup: the restore takes a full backup of
+		// the new timeline, which the other members restore. The primary
+		// stays the primary, restored over its own data directory.
+		fromBackup := applyFromBackup(t, dir)
+		primary := waitSettled(t, all, 3*time.Minute)
+		c := primaryConn(ctx, t, primary)
+		execSQL(ctx, t, c, "DROP TABLE IF EXISTS e2e_cluster_lsn",
+			"CREATE TABLE e2e_cluster_lsn (id int PRIMARY KEY)",
+			"INSERT INTO e2e_cluster_lsn SELECT generate_series(1, 50)")
+		target := queryText(ctx, t, c, "SELECT pg_current_wal_lsn()::text")
+		execSQL(ctx, t, c, "INSERT INTO e2e_cluster_lsn SELECT generate_series(51, 100)")
+		c.Close(context.Background())
+		since := onHost(t, primary, "date -u '+%Y-%m-%d %H:%M:%S'")
+
+		start := time.Now()
+		r := pgherd(t, fromBackup, "restore", "--host", primary, "--target-lsn", target, "--delta", "-auto-approve", ".")
+		if r.code != 0 {
+			t.Fatalf("restore: %s", r)
+		}
+		t.Logf("the restore took %s", time.Since(start).Round(time.Second))
+		if !strings.Contains(r.stdout, "take a full backup") || !strings.Contains(r.stdout, "(delta)") {
+			t.Fatalf("the restore did not take a backup, or did not restore over the data directory:\n%s", r.stdout)
+		}
+		rolledBack(ctx, t, fromBackup, primary, "e2e_cluster_lsn")
+		for _, h := range without(all, primary) {
+			journal := onHost(t, h, "journalctl -u pgherd-agent --no-pager -o cat --since '"+since+"'")
+			if !strings.Contains(journal, "replica created from the repository") {
+				t.Errorf("%s was not rebuilt from the repository:\n%s", h, journal)
+			}
+			onHost(t, h, "rm -rf "+dataDir+".pgherd-before-restore-*")
+		}
+	})
+}
+
+// rolledBack checks a cluster restored to the point where table held ids
+// 1 to 50: primary leads a healthy cluster, the VIP reaches it, the table
+// holds exactly those rows, and a row written now reaches every replica.
+func rolledBack(ctx context.Context, t *testing.T, dir, primary, table string) {
+	t.Helper()
+	all := hostNames()
+	if got := waitSettled(t, all, 2*time.Minute); got != primary {
+		t.Fatalf("the primary is %s, want %s", got, primary)
+	}
+	waitHealthy(t, dir, 2*time.Minute)
+	c := primaryConn(ctx, t, primary)
+	defer c.Close(context.Background())
+	if got := queryText(ctx, t, c, "SELECT count(*) || '|' || min(id) || '|' || max(id) FROM "+table); got != "50|1|50" {
+		t.Fatalf("%s after the restore: count|min|max = %s, want 50|1|50", table, got)
+	}
+	execSQL(ctx, t, c, "INSERT INTO "+table+" VALUES (101)")
+	psql := `runuser -u postgres -- psql -XAtc "select count(*) from ` + table + `"`
+	for _, h := range without(all, primary) {
+		for onHost(t, h, psql) != "51" {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("%s has %s rows of %s, want 51", h, onHost(t, h, psql), table)
+			case <-time.After(300 * time.Millisecond):
+			}
+		}
+	}
+}
+
+// applyFromBackup applies the spec of dir with create_replica_from_backup
+// on (the agents restore the latest backup instead of copying the
+// primary) and returns its directory; the spec of dir is applied again
+// when the test ends.
+func applyFromBackup(t *testing.T, dir string) string {
+	t.Helper()
+	src, err := os.ReadFile(filepath.Join(dir, "main.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const anchor = "    compression_level     = 3\n"
+	if !strings.Contains(string(src), anchor) {
+		t.Fatalf("examples/ha/main.hcl no longer contains %q", anchor)
+	}
+	fromBackup := writeSpec(t, map[string]string{
+		"lab.hcl":  labSSH(theLab.KnownHostsFile()),
+		"main.hcl": strings.Replace(string(src), anchor, anchor+"    create_replica_from_backup = true\n", 1),
+	})
+	if r := pgherd(t, fromBackup, "apply", "-auto-approve", "."); r.code != 0 {
+		t.Fatalf("apply with create_replica_from_backup: %s", r)
+	}
+	t.Cleanup(func() {
+		if r := pgherd(t, dir, "apply", "-auto-approve", "."); r.code != 0 {
+			t.Errorf("apply of the example again: %s", r)
+		}
+	})
+	return fromBackup
+}
+
+// interruptAt runs pgherd with args in dir, sends it SIGINT a second after
+// it starts the step that says what ("[6/11] ... what ..."), and returns what it printed and its
+// exit code.
+func interruptAt(t *testing.T, dir, what string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(pgherdBin, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "NO_COLOR=1")
+	pipe, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errb strings.Builder
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	sc := bufio.NewScanner(pipe)
+	interrupted := false
+	for sc.Scan() {
+		line := sc.Text()
+		out.WriteString(line + "\n")
+		if !interrupted && strings.HasPrefix(line, "[") && strings.Contains(line, what) {
+			interrupted = true
+			// Once the step is under way on the host.
+			time.AfterFunc(time.Second, func() { _ = cmd.Process.Signal(syscall.SIGINT) })
+		}
+	}
+	_, _ = io.Copy(io.Discard, pipe)
+	err = cmd.Wait()
+	t.Logf("pgherd %s, interrupted at %q:\n%s\n--- stderr\n%s", strings.Join(args, " "), what, out.String(), errb.String())
+	if !interrupted {
+		t.Fatalf("never saw %q", what)
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
 }
 
 // primaryConn connects through the VIP's primary port and checks that it

@@ -179,12 +179,7 @@ func (e *pgEnv) restoreAndStart(t *testing.T, st *Store, i *pg.Instance, opts Re
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.OpenFile(filepath.Join(i.DataDir, "postgresql.auto.conf"), os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Fprintln(f, "archive_mode = off")
-	f.Close()
+	archiveOff(t, i)
 	if err := i.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -198,6 +193,20 @@ func (e *pgEnv) restoreAndStart(t *testing.T, st *Store, i *pg.Instance, opts Re
 		time.Sleep(50 * time.Millisecond)
 	}
 	return res
+}
+
+// archiveOff turns archiving off in a restored copy, so that it does not
+// push into the repository the test reads.
+func archiveOff(t *testing.T, i *pg.Instance) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(i.DataDir, "postgresql.auto.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(f, "archive_mode = off")
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func count(t *testing.T, i *pg.Instance, sql string) int64 {
@@ -358,6 +367,49 @@ func TestPostgres(t *testing.T) {
 		}
 		if n := count(t, pitr, "SELECT count(*) FROM t WHERE id = 5002"); n != 0 {
 			t.Fatal("row committed after the target is there")
+		}
+	})
+	step("point in time, recovered before the server starts for good", func(t *testing.T) {
+		// What pgherd restore --host does on the future primary: restore,
+		// recover privately, clear the recovery settings, hand over a
+		// primary shut down cleanly.
+		r := e.instance(t, "finished")
+		os.MkdirAll(r.DataDir, 0o700)
+		os.Chown(r.DataDir, e.uid, e.gid)
+		_, err := st.Restore(ctx, RestoreOptions{DataDir: r.DataDir, BackupID: full.ID, TargetTime: target, TargetTimeline: 1,
+			RestoreCommand: e.command("wal-fetch", e.mkdir(t, "finished-spool"), "%f %p")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		archiveOff(t, r)
+		res, err := r.FinishRecovery(ctx, pg.RecoveryOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.Ran || res.TimeLine < 2 || res.SystemID == 0 {
+			t.Fatalf("FinishRecovery = %+v, want a run ending on a new timeline", res)
+		}
+		if _, err := os.Stat(filepath.Join(r.DataDir, "recovery.signal")); err == nil {
+			t.Fatal("recovery.signal is still there")
+		}
+		if changed, err := ClearRecoverySettings(r.DataDir); err != nil || !changed {
+			t.Fatalf("ClearRecoverySettings = %v, %v", changed, err)
+		}
+		again, err := r.FinishRecovery(ctx, pg.RecoveryOptions{})
+		if err != nil || again.Ran || again.TimeLine != res.TimeLine {
+			t.Fatalf("second FinishRecovery = %+v, %v; want the same timeline, nothing run", again, err)
+		}
+		if err := r.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n := count(t, r, "SELECT count(*) FROM t"); n != rowsAtTarget {
+			t.Fatalf("rows = %d, want %d", n, rowsAtTarget)
+		}
+		if got := queryString(t, connect(t, r), "SELECT pg_is_in_recovery()::text"); got != "false" {
+			t.Fatalf("in recovery = %s", got)
+		}
+		if _, err := r.FinishRecovery(ctx, pg.RecoveryOptions{}); !errors.Is(err, pg.ErrRunning) {
+			t.Fatalf("FinishRecovery of a running server: %v, want ErrRunning", err)
 		}
 	})
 	step("delta restore of the incremental", func(t *testing.T) {

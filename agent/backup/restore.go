@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -39,6 +40,11 @@ type RestoreOptions struct {
 	// means "replay all archived WAL".
 	TargetTime time.Time
 	TargetLSN  LSN
+	// TargetTimeline is recovery_target_timeline: the timeline whose
+	// history recovery follows; 0 means "latest", the newest timeline in
+	// the archive, which may be one a cluster abandoned (an earlier
+	// restore's), not the one the target is on.
+	TargetTimeline uint32
 	// TargetAction is recovery_target_action (default "promote").
 	TargetAction string
 	// Delta rewrites only the files whose content differs, and removes
@@ -72,7 +78,7 @@ func (s *Store) Restore(ctx context.Context, opts RestoreOptions) (*RestoreResul
 	if opts.Parallel <= 0 {
 		opts.Parallel = 2
 	}
-	if opts.Standby && (!opts.TargetTime.IsZero() || opts.TargetLSN != 0) {
+	if opts.Standby && (!opts.TargetTime.IsZero() || opts.TargetLSN != 0 || opts.TargetTimeline != 0) {
 		return nil, errors.New("restore: a standby restore takes no recovery target")
 	}
 	m, err := s.chooseBackup(ctx, opts)
@@ -221,6 +227,10 @@ func (s *Store) chooseBackup(ctx context.Context, opts RestoreOptions) (*Manifes
 		if opts.TargetLSN != 0 && b.StopLSN > opts.TargetLSN {
 			continue
 		}
+		// A backup of a later timeline is not in the target's history.
+		if opts.TargetTimeline != 0 && b.Timeline > opts.TargetTimeline {
+			continue
+		}
 		return s.LoadManifest(ctx, b.ID)
 	}
 	return nil, fmt.Errorf("restore: %w before the target", ErrNoBackup)
@@ -346,13 +356,7 @@ func (s *Store) writeRecovery(opts RestoreOptions, m *Manifest, chown func(strin
 		return fmt.Errorf("restore: %w", err)
 	}
 	var b bytes.Buffer
-	for _, line := range strings.SplitAfter(string(old), "\n") {
-		key := strings.TrimSpace(strings.SplitN(line, "=", 2)[0])
-		if line == "" || slicesContains(recoveryKeys, key) || strings.HasPrefix(line, "# recovery settings written by pgherd") {
-			continue
-		}
-		b.WriteString(line)
-	}
+	b.WriteString(withoutRecovery(string(old)))
 	if opts.Standby {
 		return s.writeLabel(opts, m, autoConf, b.Bytes(), chown)
 	}
@@ -372,9 +376,13 @@ func (s *Store) writeRecovery(opts RestoreOptions, m *Manifest, chown func(strin
 		return fmt.Errorf("restore: target action %q: want pause, promote or shutdown", action)
 	}
 	q := func(v string) string { return "'" + strings.ReplaceAll(v, "'", "''") + "'" }
-	fmt.Fprintf(&b, "# recovery settings written by pgherd restore of backup %s\n", m.ID)
+	fmt.Fprintf(&b, "%s restore of backup %s\n", recoveryComment, m.ID)
 	fmt.Fprintf(&b, "restore_command = %s\n", q(cmd))
-	fmt.Fprintf(&b, "recovery_target_timeline = 'latest'\n")
+	tli := "latest"
+	if opts.TargetTimeline != 0 {
+		tli = strconv.FormatUint(uint64(opts.TargetTimeline), 10)
+	}
+	fmt.Fprintf(&b, "recovery_target_timeline = %s\n", q(tli))
 	switch {
 	case !opts.TargetTime.IsZero():
 		fmt.Fprintf(&b, "recovery_target_time = %s\n", q(opts.TargetTime.UTC().Format("2006-01-02 15:04:05.999999-07")))
@@ -394,6 +402,65 @@ func (s *Store) writeRecovery(opts RestoreOptions, m *Manifest, chown func(strin
 		return fmt.Errorf("restore: %w", err)
 	}
 	return nil
+}
+
+// withoutRecovery is postgresql.auto.conf's content without the recovery
+// settings (and their comment) that writeRecovery writes.
+func withoutRecovery(conf string) string {
+	var b strings.Builder
+	for _, line := range strings.SplitAfter(conf, "\n") {
+		key := strings.TrimSpace(strings.SplitN(line, "=", 2)[0])
+		if line == "" || slicesContains(recoveryKeys, key) || strings.HasPrefix(line, recoveryComment) {
+			continue
+		}
+		b.WriteString(line)
+	}
+	return b.String()
+}
+
+// recoveryComment starts the comment line writeRecovery puts before its
+// settings.
+const recoveryComment = "# recovery settings written by pgherd"
+
+// ClearRecoverySettings removes from dataDir's postgresql.auto.conf the
+// recovery settings a restore wrote (restore_command and the
+// recovery_target ones), once recovery is over and the server promoted.
+// Left there, they would apply again whenever the server next starts in
+// recovery: a member made a standby later (after a failover) would stop
+// replaying at the old target and promote itself. The file keeps its
+// owner and mode. It reports whether it changed anything.
+func ClearRecoverySettings(dataDir string) (bool, error) {
+	p := filepath.Join(dataDir, "postgresql.auto.conf")
+	old, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("clear recovery settings: %w", err)
+	}
+	conf := withoutRecovery(string(old))
+	if conf == string(old) {
+		return false, nil
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		return false, fmt.Errorf("clear recovery settings: %w", err)
+	}
+	tmp := p + ".pgherd-tmp"
+	if err := os.WriteFile(tmp, []byte(conf), fi.Mode().Perm()); err != nil {
+		return false, fmt.Errorf("clear recovery settings: %w", err)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 {
+		if err := os.Lchown(tmp, int(st.Uid), int(st.Gid)); err != nil {
+			os.Remove(tmp)
+			return false, fmt.Errorf("clear recovery settings: %w", err)
+		}
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		os.Remove(tmp)
+		return false, fmt.Errorf("clear recovery settings: %w", err)
+	}
+	return true, nil
 }
 
 // writeLabel writes postgresql.auto.conf (autoConf, its new content), and

@@ -441,6 +441,82 @@ func TestSingleMember(t *testing.T) {
 			t.Errorf("Member(b) = %+v %v", m, ok)
 		}
 	})
+
+	t.Run("reset keeps the initialize key and clears the rest", func(t *testing.T) {
+		const sysid = "7301234567890123456"
+		// A cluster as a running one leaves it: "reset" shares its name's
+		// start with "reset2", which must not be touched.
+		populate := func(c *Client, withInit bool) {
+			t.Helper()
+			if withInit {
+				if _, err := c.Initialize(ctx, sysid, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			l := grant(t, c, 10*time.Second)
+			if _, err := c.AcquireLeader(ctx, "a", l); err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range []string{"a", "b"} {
+				if err := c.RegisterMember(ctx, Member{Name: n, Role: "replica"}, l); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := c.SetConfig(ctx, DefaultConfig(), 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.SetStatus(ctx, "a", Status{LastLSN: 42}); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.SetHistory(ctx, "a", []HistoryEntry{{Timeline: 2, LSN: 7}}, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c, neighbour := newClient(t, eps, "reset"), newClient(t, eps, "reset2")
+		populate(c, true)
+		populate(neighbour, true)
+
+		if _, err := c.Reset(ctx, "42"); !errors.Is(err, ErrOtherSystem) {
+			t.Fatalf("reset with another system identifier: %v, want ErrOtherSystem", err)
+		}
+		if s := read(t, c); s.Leader == nil || len(s.Members) != 2 {
+			t.Fatalf("a refused reset deleted keys: %+v", s)
+		}
+		n, err := c.Reset(ctx, sysid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := read(t, c)
+		if n != 6 || s.Initialize != sysid || s.InitializeLease != 0 || s.Leader != nil || len(s.Members) != 0 ||
+			s.ConfigRevision != 0 || s.Status != nil || s.History != nil {
+			t.Fatalf("after a reset that deleted %d keys: %+v", n, s)
+		}
+		if s := read(t, neighbour); s.Initialize != sysid || s.Leader == nil || len(s.Members) != 2 || s.History == nil {
+			t.Fatalf("the reset touched another cluster: %+v", s)
+		}
+		if n, err := c.Reset(ctx, sysid); err != nil || n != 0 {
+			t.Fatalf("a second reset = %d, %v; want 0, nil", n, err)
+		}
+
+		// Without an initialize key (cleared by hand), the reset writes it.
+		bare := newClient(t, eps, "reset3")
+		populate(bare, false)
+		if _, err := bare.Reset(ctx, sysid); err != nil {
+			t.Fatal(err)
+		}
+		if s := read(t, bare); s.Initialize != sysid || s.InitializeLease != 0 || s.Leader != nil {
+			t.Fatalf("after a reset without an initialize key: %+v", s)
+		}
+
+		// A bootstrap under way is not this cluster's.
+		pending := newClient(t, eps, "reset4")
+		if _, err := pending.Initialize(ctx, "pending:b", grant(t, pending, 10*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pending.Reset(ctx, sysid); !errors.Is(err, ErrOtherSystem) {
+			t.Fatalf("reset over a pending bootstrap: %v, want ErrOtherSystem", err)
+		}
+	})
 }
 
 // TestEtcdDown checks that every call returns by its own deadline, with
