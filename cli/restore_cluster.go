@@ -89,8 +89,10 @@ type clusterRestore struct {
 	connect func(ctx context.Context, name string) (restoreHost, error)
 	out     io.Writer
 	timeout time.Duration
-	// parallel is --parallel, passed on to the host's restore.
+	// parallel and repo are --parallel and --repo, passed on to the
+	// host's restore.
 	parallel int
+	repo     string
 }
 
 // api adapts connect to what the status and switchover code takes.
@@ -122,7 +124,7 @@ func (a *app) runClusterRestore(ctx context.Context, f *restoreFlags, args []str
 	defer pool.Close()
 	r := &clusterRestore{
 		m: m, binDir: fmt.Sprintf("/usr/lib/postgresql/%d/bin", c.Postgres.Version), port: c.Postgres.Port,
-		connect: restoreConnector(m, pool), out: maskedWriter{a.env.Stdout, m.Mask}, timeout: f.timeout, parallel: f.parallel,
+		connect: restoreConnector(m, pool), out: maskedWriter{a.env.Stdout, m.Mask}, timeout: f.timeout, parallel: f.parallel, repo: f.repo,
 		req: restoreRequest{Cluster: c.Name, Host: f.host, Members: c.Postgres.Hosts, DataDir: c.Postgres.DataDir,
 			Target: target, Delta: f.delta, FromBackup: c.Backup.CreateReplicaFromBackup, Now: time.Now()},
 	}
@@ -304,7 +306,7 @@ func (r *clusterRestore) do(ctx context.Context, s restoreStep) error {
 		})
 	case stepRestore:
 		return r.onHosts(ctx, s.Hosts, func(ctx context.Context, h restoreHost, name string) error {
-			out, err := runOn(ctx, h, name, restoreCmd(d, r.marker, s.Delta, r.parallel))
+			out, err := runOn(ctx, h, name, restoreCmd(d, r.marker, s.Delta, r.parallel, r.repo))
 			// Its first line says what it restored; the next ones, what
 			// to do by hand, are this command's next steps.
 			first, _, _ := strings.Cut(out, "\n")
@@ -398,7 +400,7 @@ func moveAsideCmd(dataDir, id string, removeMarker bool) string {
 }
 
 // restoreCmd restores on the host with pgherd restore --data-dir.
-func restoreCmd(dataDir string, m restoreMarker, delta bool, parallel int) string {
+func restoreCmd(dataDir string, m restoreMarker, delta bool, parallel int, repo string) string {
 	args := []string{"restore", "--data-dir", dataDir}
 	if m.Target.Time != "" {
 		args = append(args, "--target-time", m.Target.Time)
@@ -417,6 +419,9 @@ func restoreCmd(dataDir string, m restoreMarker, delta bool, parallel int) strin
 	}
 	if parallel > 0 {
 		args = append(args, "--parallel", strconv.Itoa(parallel))
+	}
+	if repo != "" {
+		args = append(args, "--repo", repo)
 	}
 	return asPostgres(args...)
 }
