@@ -39,6 +39,7 @@ func (c *controller) request(ctx context.Context, sw dcs.Switchover, from string
 	if st.Switchover != nil {
 		return fmt.Errorf("a switchover is already pending: %w", api.ErrConflict)
 	}
+	sw.RequestedAt = time.Now().UTC()
 	rev, err := a.dcs.SetSwitchover(ctx, sw, 0)
 	if err != nil {
 		if errors.Is(err, dcs.ErrConflict) {

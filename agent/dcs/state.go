@@ -109,6 +109,9 @@ type Switchover struct {
 	From        string    `json:"from,omitempty"`
 	To          string    `json:"to,omitempty"`
 	ScheduledAt time.Time `json:"scheduled_at,omitzero"`
+	// RequestedAt is when the request was made: a target that lags is
+	// waited for until switchover_timeout after it (or after ScheduledAt).
+	RequestedAt time.Time `json:"requested_at,omitzero"`
 }
 
 // SwitchoverResult is how the last switchover request ended, written by

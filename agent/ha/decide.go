@@ -2,6 +2,7 @@ package ha
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -281,6 +282,15 @@ func decidePrimary(v View) Decision {
 			return decide("switchover scheduled at "+sw.ScheduledAt.UTC().Format(time.RFC3339), acts...)
 		}
 		target, why := switchoverTarget(v)
+		if target == "" && switchoverMayWait(v) {
+			// A replica whose published position trails (it publishes
+			// once per pass; a WAL switch jumps the primary 16 MB ahead)
+			// may catch up: the request stands until switchover_timeout.
+			if t, _ := switchoverTarget(withoutLagLimit(v)); t != "" {
+				acts = append(acts, syncActions(v)...)
+				return decide("switchover to "+t+": waiting for it to catch up ("+why+")", acts...)
+			}
+		}
 		if target == "" {
 			return decide("switchover cancelled: "+why, append(acts, clear(why))...)
 		}
@@ -288,6 +298,23 @@ func decidePrimary(v View) Decision {
 	}
 	acts = append(acts, syncActions(v)...)
 	return decide("leader: renewing the lease", acts...)
+}
+
+// switchoverMayWait: the switchover was requested (or scheduled) less than
+// switchover_timeout ago.
+func switchoverMayWait(v View) bool {
+	sw := v.DCS.Switchover
+	since := sw.RequestedAt
+	if sw.ScheduledAt.After(since) {
+		since = sw.ScheduledAt
+	}
+	return !since.IsZero() && v.WallClock.Sub(since) < switchoverTimeout(v)
+}
+
+// withoutLagLimit is v with no maximum_lag_on_failover.
+func withoutLagLimit(v View) View {
+	v.Config.MaximumLagOnFailover = math.MaxInt64
+	return v
 }
 
 // switchoverTarget returns the requested target, or the best candidate,

@@ -738,6 +738,32 @@ func TestDecide(t *testing.T) {
 			reason: "scheduled",
 		},
 		{
+			name: "switchover to a target that lags waits for it within the switchover timeout",
+			v: func() View {
+				v := leaderView(self(RolePrimary, 500), with(cluster("a", aPrimary, b100), func(s *dcs.ClusterState) {
+					s.Switchover = &dcs.Switchover{To: "b", RequestedAt: time.Date(2029, 1, 1, 0, 0, 0, 0, time.UTC)}
+					s.Status = &dcs.Status{LastLSN: 100 + 16<<20}
+				}))
+				v.WallClock = time.Date(2029, 1, 1, 0, 0, 29, 0, time.UTC)
+				return v
+			}(),
+			want:   []string{"renew_leader"},
+			reason: "switchover to b: waiting for it to catch up (target b lag 16777216 bytes > maximum_lag_on_failover",
+		},
+		{
+			name: "switchover to a target that still lags after the switchover timeout is cancelled",
+			v: func() View {
+				v := leaderView(self(RolePrimary, 500), with(cluster("a", aPrimary, b100), func(s *dcs.ClusterState) {
+					s.Switchover = &dcs.Switchover{To: "b", RequestedAt: time.Date(2029, 1, 1, 0, 0, 0, 0, time.UTC)}
+					s.Status = &dcs.Status{LastLSN: 100 + 16<<20}
+				}))
+				v.WallClock = time.Date(2029, 1, 1, 0, 0, 31, 0, time.UTC)
+				return v
+			}(),
+			want:   []string{"renew_leader", "clear_switchover"},
+			reason: "switchover cancelled: target b lag",
+		},
+		{
 			name: "switchover request naming another primary is cleared",
 			v: leaderView(self(RolePrimary, 500), with(cluster("a", aPrimary, b100), func(s *dcs.ClusterState) {
 				s.Switchover = &dcs.Switchover{From: "x", To: "b"}
