@@ -413,6 +413,23 @@ func connect(ctx context.Context, t *testing.T, url string) *pgx.Conn {
 	return nil
 }
 
+// waitHealthy waits for `pgherd status` to exit 0 (healthy). Apply returns
+// once keepalived has started; the VIP comes a few VRRP adverts later
+// (three advert_int in BACKUP before one host turns MASTER), so a status
+// right after apply may still say "no host holds the VIP".
+func waitHealthy(t *testing.T, dir string) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(2 * time.Second) {
+		r := pgherd(t, dir, "status", ".")
+		if r.code == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status after the migration is not healthy after a minute: %s", r)
+		}
+	}
+}
+
 func fileSum(t *testing.T, l *lab.Lab, path string) string {
 	t.Helper()
 	return onHost(t, l, "node1", "sha256sum "+path+" | cut -d' ' -f1")
@@ -471,9 +488,7 @@ func TestMigrate(t *testing.T) {
 	if pid := onHost(t, l, "node1", "head -n1 /var/lib/postgresql/15/main/postmaster.pid"); pid != pidBefore {
 		t.Errorf("the postmaster's pid changed from %s to %s: the migration restarted it", pidBefore, pid)
 	}
-	if r := pgherd(t, good, "status", "."); r.code != 0 {
-		t.Fatalf("status after the migration: %s", r)
-	}
+	waitHealthy(t, good)
 	if r := pgherd(t, good, "plan", "-detailed-exitcode", "."); r.code != 0 {
 		t.Errorf("a second plan is not empty: %s", r)
 	}
@@ -540,9 +555,7 @@ func TestMigrateRestart(t *testing.T) {
 	acks, errs, lastErr, gap := w.stats()
 	t.Logf("migration with a restart: apply took %s; %d writes acknowledged, %d failed attempts (%s), longest write gap %s",
 		wall.Round(100*time.Millisecond), len(acks), errs, lastErr, gap.Round(time.Millisecond))
-	if r := pgherd(t, good, "status", "."); r.code != 0 {
-		t.Fatalf("status after the migration: %s", r)
-	}
+	waitHealthy(t, good)
 	if miss := missing(context.Background(), t, vip(), 5000, acks); len(miss) > 0 {
 		t.Fatalf("%d acknowledged writes missing through the VIP: %v", len(miss), miss[:min(len(miss), 10)])
 	}
