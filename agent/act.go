@@ -153,6 +153,14 @@ func (a *Agent) do(ctx context.Context, v ha.View, act ha.Action) error {
 		return err
 	case ha.RaceInitialize:
 		if !strings.HasPrefix(act.Value, ha.InitializePending) {
+			// An adopted data directory is marked before it is
+			// registered: from then on other members may clone and lead,
+			// and the adopted primary is fenced like any other.
+			if a.cfg.Postgres.Adopt == me {
+				if err := a.pg.MarkAdoptRegistered(a.cfg.Cluster); err != nil {
+					return err
+				}
+			}
 			_, err := a.dcs.Initialize(ctx, act.Value, nil)
 			return err
 		}
