@@ -81,6 +81,9 @@ type AdoptFacts struct {
 	Roles      []string
 	Extensions []AdoptExtension
 	HBA        []AdoptHBALine
+	// AlterSystem are the replication settings postgresql.auto.conf
+	// holds (ALTER SYSTEM), by name.
+	AlterSystem map[string]string
 }
 
 // AdoptExtension is an extension installed in a database, and the Debian
@@ -119,6 +122,11 @@ var adoptSettings = []string{"server_version", "server_version_num", "data_direc
 	"external_pid_file", "port", "listen_addresses", "wal_level", "max_wal_senders", "max_replication_slots", "hot_standby",
 	"wal_log_hints", "data_checksums", "max_wal_size", "in_recovery"}
 
+// replicationSettings are the settings the agent sets for replication
+// whose blocking values (alterSystemBlocks) postgresql.auto.conf, read
+// after the agent's managed file, would keep.
+var replicationSettings = []string{"wal_level", "max_wal_senders", "max_replication_slots", "hot_standby", "wal_log_hints"}
+
 // Address implements Resource.
 func (a PostgresAdopt) Address() string {
 	return "postgres_adopt." + strconv.Itoa(a.Want.Major) + "/main"
@@ -150,7 +158,12 @@ func (a PostgresAdopt) Probe() string {
 	for _, n := range adoptSettings {
 		names = append(names, "'"+n+"'")
 	}
+	var repl []string
+	for _, n := range replicationSettings {
+		repl = append(repl, "'"+n+"'")
+	}
 	settings := "SELECT 'setting.'||name||'='||setting FROM pg_settings WHERE name IN (" + strings.Join(names, ",") + ")" +
+		" UNION ALL SELECT 'alter_system.'||name||'='||setting FROM pg_file_settings WHERE sourcefile LIKE '%/postgresql.auto.conf' AND error IS NULL AND name IN (" + strings.Join(repl, ",") + ")" +
 		" UNION ALL SELECT 'setting.in_recovery='||pg_is_in_recovery()" +
 		" UNION ALL SELECT 'db_bytes='||sum(pg_database_size(oid)) FROM pg_database" +
 		" UNION ALL SELECT 'oldest_xact='||coalesce(extract(epoch FROM now()-min(xact_start))::bigint, 0) FROM pg_stat_activity WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid() AND backend_type = 'client backend'" +
@@ -171,7 +184,7 @@ func (a PostgresAdopt) Probe() string {
 
 // ParseAdoptFacts reads the probe's output.
 func ParseAdoptFacts(out []byte) (AdoptFacts, error) {
-	f := AdoptFacts{Settings: map[string]string{}}
+	f := AdoptFacts{Settings: map[string]string{}, AlterSystem: map[string]string{}}
 	for _, line := range strings.Split(string(out), "\n") {
 		k, v, ok := strings.Cut(line, "=")
 		if !ok {
@@ -187,6 +200,8 @@ func ParseAdoptFacts(out []byte) (AdoptFacts, error) {
 			f.ConnErr = v
 		case strings.HasPrefix(k, "setting."):
 			f.Settings[strings.TrimPrefix(k, "setting.")] = v
+		case strings.HasPrefix(k, "alter_system."):
+			f.AlterSystem[strings.TrimPrefix(k, "alter_system.")] = v
 		case k == "free_bytes":
 			f.FreeBytes, err = strconv.ParseInt(v, 10, 64)
 		case k == "db_bytes":
@@ -290,6 +305,16 @@ func Preflight(f AdoptFacts, w AdoptWant) []Finding {
 				"ALTER SYSTEM SET listen_addresses = '*', and restart PostgreSQL once at a time of your choosing; then plan again")
 		}
 	}
+	// ALTER SYSTEM's file is read after the agent's managed file and
+	// wins: a blocking value there would outlast pgherd's settings and
+	// the restart.
+	for _, n := range replicationSettings {
+		v, ok := f.AlterSystem[n]
+		if ok && alterSystemBlocks(n, v, s["data_checksums"] == "on") {
+			refuse("ALTER SYSTEM", fmt.Sprintf("%s = %s is set by ALTER SYSTEM (postgresql.auto.conf), which PostgreSQL reads after pgherd's settings: pgherd could not change it, and replication needs it changed", n, v),
+				fmt.Sprintf("ALTER SYSTEM RESET %s and SELECT pg_reload_conf() (no restart needed for that), then plan again", n))
+		}
+	}
 	if s["hot_standby"] == "off" {
 		note("hot_standby", "hot_standby is off here; pgherd turns it on for the replicas (it matters only on a standby)")
 	}
@@ -358,6 +383,24 @@ func Preflight(f AdoptFacts, w AdoptWant) []Finding {
 		return rank(a) - rank(b)
 	})
 	return out
+}
+
+// alterSystemBlocks reports whether value, set by ALTER SYSTEM for the
+// replication setting name, keeps the cluster from replicating (or, for
+// wal_log_hints without data checksums, from rewinding).
+func alterSystemBlocks(name, value string, checksums bool) bool {
+	off := slices.Contains([]string{"off", "false", "no", "0"}, strings.ToLower(value))
+	switch name {
+	case "wal_level":
+		return value == "minimal"
+	case "max_wal_senders", "max_replication_slots":
+		return value == "0"
+	case "hot_standby":
+		return off
+	case "wal_log_hints":
+		return off && !checksums
+	}
+	return false
 }
 
 // listensOn reports whether listen_addresses covers addr.
