@@ -71,8 +71,8 @@ type AdoptFacts struct {
 	Running  bool
 	ConnErr  string
 	Settings map[string]string
-	// FreeBytes is the space free for the data directory; DBBytes the
-	// size of all databases.
+	// FreeBytes is the space free for the server's data directory (-1:
+	// df could not tell); DBBytes the size of all databases.
 	FreeBytes, DBBytes int64
 	// OldestXact is the age of the oldest open transaction (0: none).
 	OldestXact time.Duration
@@ -175,7 +175,10 @@ func (a PostgresAdopt) Probe() string {
 		"echo adopted=no\n" +
 		"out=$(" + a.psql(settings) + " 2>&1) || { echo running=no; printf 'conn_err=%s\\n' \"$(echo \"$out\" | head -n1)\"; exit 0; }\n" +
 		"echo running=yes\nprintf '%s\\n' \"$out\"\n" +
-		"printf 'free_bytes=%s\\n' \"$(df -B1 --output=avail " + executors.Quote(a.Want.DataDir) + " 2>/dev/null | tail -n1 | tr -d ' ')\"\n" +
+		// The server's own data directory: the spec's may not exist (a
+		// spec of another version), which the checks report.
+		"dd=$(printf '%s\\n' \"$out\" | sed -n 's/^setting\\.data_directory=//p')\n" +
+		"printf 'free_bytes=%s\\n' \"$(df -B1 --output=avail \"$dd\" 2>/dev/null | tail -n1 | tr -d ' ')\"\n" +
 		"for db in $(" + a.psql("SELECT datname FROM pg_database WHERE datallowconn") + "); do\n" +
 		"  for e in $(runuser -u postgres -- psql -X -A -t -q -h /var/run/postgresql -p " + strconv.Itoa(a.Want.Port) + " -d \"$db\" -c \"SELECT extname FROM pg_extension WHERE extname <> 'plpgsql'\"); do\n" +
 		"    pkg=$(dpkg -S \"/usr/share/postgresql/" + strconv.Itoa(a.Want.Major) + "/extension/$e.control\" 2>/dev/null | cut -d: -f1)\n" +
@@ -202,6 +205,8 @@ func ParseAdoptFacts(out []byte) (AdoptFacts, error) {
 			f.Settings[strings.TrimPrefix(k, "setting.")] = v
 		case strings.HasPrefix(k, "alter_system."):
 			f.AlterSystem[strings.TrimPrefix(k, "alter_system.")] = v
+		case k == "free_bytes" && v == "":
+			f.FreeBytes = -1
 		case k == "free_bytes":
 			f.FreeBytes, err = strconv.ParseInt(v, 10, 64)
 		case k == "db_bytes":
@@ -325,8 +330,12 @@ func Preflight(f AdoptFacts, w AdoptWant) []Finding {
 		mb, _ := strconv.ParseInt(s["max_wal_size"], 10, 64)
 		need = mb<<20 + 1<<30
 	}
-	if f.FreeBytes < need {
-		refuse("disk", fmt.Sprintf("%s free for %s, %s needed for the WAL kept while the replicas clone", bytesText(f.FreeBytes), w.DataDir, bytesText(need)),
+	switch {
+	case f.FreeBytes < 0:
+		refuse("disk", fmt.Sprintf("df could not tell the free space for %s, where the WAL is kept while the replicas clone", s["data_directory"]),
+			"check that df -B1 works on that directory, then plan again")
+	case f.FreeBytes < need:
+		refuse("disk", fmt.Sprintf("%s free for %s, %s needed for the WAL kept while the replicas clone", bytesText(f.FreeBytes), s["data_directory"], bytesText(need)),
 			"free space on that file system (or grow it), then plan again")
 	}
 
