@@ -260,19 +260,22 @@ func Preflight(f AdoptFacts, w AdoptWant) []Finding {
 	}
 	s := f.Settings
 	num, _ := strconv.Atoi(s["server_version_num"])
-	if num/10000 != w.Major {
+	serverMajor := num / 10000
+	if serverMajor != w.Major {
 		refuse("version", fmt.Sprintf("the server is PostgreSQL %s, the spec says version = %d", s["server_version"], w.Major),
-			fmt.Sprintf("set version = %d in the postgres block (the replicas run the same major version), or upgrade the server first", num/10000))
+			fmt.Sprintf("set version = %d in the postgres block (the replicas run the same major version), or upgrade the server first", serverMajor))
 	}
 	if s["in_recovery"] == "true" {
 		refuse("role", "the server is a standby (in recovery): only a primary can be adopted", "adopt the primary it replicates from")
 	}
-	if s["data_directory"] != w.DataDir {
+	// The spec's default data directory follows its version: with the
+	// version wrong, only the version is reported.
+	if serverMajor == w.Major && s["data_directory"] != w.DataDir {
 		refuse("data directory", fmt.Sprintf("the server's data directory is %s, the spec's data_dir is %s", s["data_directory"], w.DataDir),
 			fmt.Sprintf("set data_dir = %q in the postgres block", s["data_directory"]))
 	}
-	if want := "/etc/postgresql/" + major + "/main/postgresql.conf"; s["config_file"] != want {
-		refuse("configuration", fmt.Sprintf("the server reads %s; pgherd adopts Debian's %s/main cluster, configured in %s", s["config_file"], major, want),
+	if want := fmt.Sprintf("/etc/postgresql/%d/main/postgresql.conf", serverMajor); s["config_file"] != want {
+		refuse("configuration", fmt.Sprintf("the server reads %s; pgherd adopts Debian's %d/main cluster, configured in %s", s["config_file"], serverMajor, want),
 			"create the cluster with pg_createcluster (Debian's layout), or migrate by logical replication (docs/runbooks/migration.md)")
 	}
 	if p, _ := strconv.Atoi(s["port"]); p != w.Port {
