@@ -439,26 +439,43 @@ func fileSum(t *testing.T, l *lab.Lab, path string) string {
 }
 
 // TestMigrate: a live node1 without wal_level or restart trouble is
-// migrated while a client writes: a plan refused by the pre-flight checks
-// and a dry run change nothing; apply adopts the running postmaster (its
+// migrated while a client writes. Plans refused by the pre-flight checks
+// (neither data checksums nor wal_log_hints, which the administrator then
+// fixes as the refusal says; another major version; a pg_hba rule missing
+// from the spec) and a dry run change nothing; apply adopts the running postmaster (its
 // pid and the client's connection survive), clones node2 and node3, and
 // sets up HAProxy and the VIP; no acknowledged write is lost, a second
 // plan is empty, and a failover afterwards works.
 func TestMigrate(t *testing.T) {
 	l := freshLab(t)
-	handSetup(t, l, "listen_addresses = '*'\nwal_log_hints = on\nmax_connections = 150\n")
-	pidBefore := postmasterPID(t, l)
+	handSetup(t, l, "listen_addresses = '*'\nmax_connections = 150\n")
 	etcConf := "/etc/postgresql/15/main/postgresql.conf"
 	sumBefore := fileSum(t, l, etcConf)
+	good := writeSpec(t, spec(l, strings.ReplaceAll(shopHBA, "LABNET", labNet)))
 
-	// A spec without the application's pg_hba rule is refused, and the
-	// refusal changes nothing.
+	// Debian's cluster has neither data checksums nor wal_log_hints: the
+	// plan refuses, and says what to do, which the administrator does.
+	if r := pgherd(t, good, "plan", "."); r.code == 0 ||
+		!strings.Contains(r.stdout+r.stderr, "rewind: data checksums are off and wal_log_hints is off") ||
+		!strings.Contains(r.stdout+r.stderr, "Fix: ALTER SYSTEM SET wal_log_hints = on, and restart PostgreSQL once") {
+		t.Fatalf("plan of a server without checksums or wal_log_hints: want a refusal saying what to fix, got %s", r)
+	}
+	onHost(t, l, "node1", "runuser -u postgres -- psql -XAtqc 'ALTER SYSTEM SET wal_log_hints = on' && systemctl restart postgresql@15-main")
+	pidBefore := postmasterPID(t, l)
+
+	// A spec of another major version, or without the application's
+	// pg_hba rule, is refused, and the refusal changes nothing.
+	other := writeSpec(t, strings.Replace(spec(l, strings.ReplaceAll(shopHBA, "LABNET", labNet)), "version              = 15", "version              = 16", 1))
+	if r := pgherd(t, other, "apply", "-auto-approve", "."); r.code == 0 ||
+		!strings.Contains(r.stdout+r.stderr, "version: the server is PostgreSQL 15.") || !strings.Contains(r.stdout+r.stderr, "the spec says version = 16") ||
+		strings.Contains(r.stdout+r.stderr, "data directory:") {
+		t.Fatalf("apply of a spec of version 16: want a refusal naming both versions, and only that, got %s", r)
+	}
 	refused := writeSpec(t, spec(l, ""))
 	if r := pgherd(t, refused, "apply", "-auto-approve", "."); r.code == 0 ||
 		!strings.Contains(r.stdout+r.stderr, "(host shop shop "+labNet+".0/24 scram-sha-256) is not in the spec") {
 		t.Fatalf("apply of a spec without the shop pg_hba rule: want a refusal naming the line, got %s", r)
 	}
-	good := writeSpec(t, spec(l, strings.ReplaceAll(shopHBA, "LABNET", labNet)))
 	r := pgherd(t, good, "plan", ".")
 	if r.code != 0 || !strings.Contains(r.stdout, "postgres_adopt.15/main") || !strings.Contains(r.stdout, "impact: reload only") {
 		t.Fatalf("plan: want the migration with impact reload only, got %s", r)
@@ -663,6 +680,11 @@ func TestMigrateRestart(t *testing.T) {
 	}
 	if lvl := onHost(t, l, "node1", "runuser -u postgres -- psql -XAtc 'SHOW wal_level'"); lvl != "replica" {
 		t.Errorf("wal_level after the migration is %q, want replica", lvl)
+	}
+	journal := "journalctl -u pgherd-agent --no-pager"
+	if n := onHost(t, l, "node1", journal+" | grep -c -e 'msg=\"postgres started\"' -e 'decision=.*fencing' || true"); n != "1" {
+		t.Errorf("node1's agent started PostgreSQL or fenced it %s times, want one restart:\n%s", n,
+			onHost(t, l, "node1", journal+" | grep -e 'msg=\"postgres st' -e 'msg=decision' | head -n 30"))
 	}
 }
 
