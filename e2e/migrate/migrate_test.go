@@ -468,7 +468,7 @@ func TestMigrate(t *testing.T) {
 	other := writeSpec(t, strings.Replace(spec(l, strings.ReplaceAll(shopHBA, "LABNET", labNet)), "version              = 15", "version              = 16", 1))
 	if r := pgherd(t, other, "apply", "-auto-approve", "."); r.code == 0 ||
 		!strings.Contains(r.stdout+r.stderr, "version: the server is PostgreSQL 15.") || !strings.Contains(r.stdout+r.stderr, "the spec says version = 16") ||
-		strings.Contains(r.stdout+r.stderr, "data directory:") {
+		strings.Contains(r.stdout+r.stderr, "data directory: the server's data directory is") {
 		t.Fatalf("apply of a spec of version 16: want a refusal naming both versions, and only that, got %s", r)
 	}
 	refused := writeSpec(t, spec(l, ""))
