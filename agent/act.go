@@ -41,22 +41,19 @@ func (a *Agent) do(ctx context.Context, v ha.View, act ha.Action) error {
 	case ha.Fence:
 		return a.pg.Fence(ctx)
 	case ha.Demote:
-		// A checkpoint while writes still flow, so that the shutdown
-		// checkpoint, which runs after writes stop, has little left to
-		// flush: the write pause of a switchover shrinks by the time a
-		// checkpoint takes (1 s and more on a busy host). It is only an
-		// optimisation: the stop goes on without it.
-		// The lease is renewed meanwhile: a checkpoint may outlast it.
-		if err := a.renewingWhile(ctx, a.pg.Checkpoint); err != nil {
-			a.log.Warn("checkpoint before the switchover's shutdown", "err", err)
-		}
+		a.checkpointBeforeStop(ctx, "switchover")
 		// A clean shutdown: the standbys receive every WAL record, and the
 		// leader key stays ours until the target has replayed it all.
 		return a.pg.Stop(ctx, pg.Fast)
 	case ha.StopPostgres:
 		return a.pg.Stop(ctx, pg.Fast)
 	case ha.RestartPostgres:
-		return a.pg.Restart(ctx)
+		// The primary's restart (an adopted one, once): its shutdown
+		// checkpoint and its start may outlast the lease, which is renewed
+		// meanwhile, as for a start; otherwise the next pass would find
+		// the deadline passed and fence the server it just restarted.
+		a.checkpointBeforeStop(ctx, "restart")
+		return a.renewingWhile(ctx, a.pg.Restart)
 	case ha.Promote:
 		if err := a.renewingWhile(ctx, a.pg.Promote); err != nil {
 			return err
@@ -156,6 +153,14 @@ func (a *Agent) do(ctx context.Context, v ha.View, act ha.Action) error {
 		return err
 	case ha.RaceInitialize:
 		if !strings.HasPrefix(act.Value, ha.InitializePending) {
+			// An adopted data directory is marked before it is
+			// registered: from then on other members may clone and lead,
+			// and the adopted primary is fenced like any other.
+			if a.cfg.Postgres.Adopt == me {
+				if err := a.pg.MarkAdoptRegistered(a.cfg.Cluster); err != nil {
+					return err
+				}
+			}
 			_, err := a.dcs.Initialize(ctx, act.Value, nil)
 			return err
 		}
@@ -436,9 +441,21 @@ func (a *Agent) publishMember(ctx context.Context, m dcs.Member) error {
 	return a.dcs.RegisterMember(ctx, m, a.memberLease)
 }
 
-// renewingWhile runs fn (starting or promoting PostgreSQL as the leader,
-// which crash recovery or a loaded host can stretch past the lease's
-// deadline) and meanwhile renews the leader lease every loop_wait, so
+// checkpointBeforeStop runs a checkpoint while writes still flow, so that
+// the shutdown checkpoint, which runs after writes stop, has little left
+// to flush: the write pause of a switchover or a restart shrinks by the
+// time a checkpoint takes (1 s and more on a busy host, far more after a
+// bulk load). It is only an optimisation: the stop goes on without it.
+// The lease is renewed meanwhile: a checkpoint may outlast it.
+func (a *Agent) checkpointBeforeStop(ctx context.Context, why string) {
+	if err := a.renewingWhile(ctx, a.pg.Checkpoint); err != nil {
+		a.log.Warn("checkpoint before the "+why+"'s shutdown", "err", err)
+	}
+}
+
+// renewingWhile runs fn (starting, restarting or promoting PostgreSQL as
+// the leader, which crash recovery, a shutdown checkpoint or a loaded host
+// can stretch past the lease's deadline) and meanwhile renews the leader lease every loop_wait, so
 // that a primary which has just started is not fenced at once for having
 // waited on itself. The renewals are this loop's own, made while it waits;
 // the deadline still moves only with an acknowledged renewal, and each is

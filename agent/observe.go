@@ -30,9 +30,10 @@ func (a *Agent) observe(ctx context.Context) ha.View {
 		st = pg.Status{State: pg.StateStarting, ConnError: err.Error()}
 	}
 	a.lastStatus = st
+	pending := a.adoptPending()
 
 	var cs *dcs.ClusterState
-	if a.fenceDue(st) {
+	if !pending && a.fenceDue(st) {
 		// A primary past its fencing deadline fences before anything
 		// else, etcd's answer or not: no read may delay it.
 		err = errFenceFirst
@@ -70,12 +71,31 @@ func (a *Agent) observe(ctx context.Context) ha.View {
 		DCS:       cs,
 		Config:    a.lastConfig,
 		Adopt:     a.cfg.Postgres.Adopt,
+		// Only the adopting member's own marker counts.
+		AdoptRegistered: !pending,
 	}
 	if a.leaderLease != nil {
 		v.LeaseID = a.leaderLease.ID()
 		v.LeaseDeadline = a.mono(a.leaderLease.Deadline())
 	}
 	return v
+}
+
+// adoptPending reports that this member adopts a running primary whose
+// data directory it has not registered as the cluster's yet
+// (ha.View.AdoptRegistered): until then nothing fences it, so no pass
+// skips its etcd read for a fencing that will not come. A marker that
+// cannot be read counts as written: the ordinary rules, fencing first.
+func (a *Agent) adoptPending() bool {
+	if a.cfg.Postgres.Adopt != a.cfg.Name {
+		return false
+	}
+	ok, err := a.pg.AdoptRegistered()
+	if err != nil {
+		a.log.Warn("reading the adoption marker", "err", err)
+		return false
+	}
+	return !ok
 }
 
 // errFenceFirst is why a pass that must fence did not read etcd.

@@ -71,8 +71,8 @@ type AdoptFacts struct {
 	Running  bool
 	ConnErr  string
 	Settings map[string]string
-	// FreeBytes is the space free for the data directory; DBBytes the
-	// size of all databases.
+	// FreeBytes is the space free for the server's data directory (-1:
+	// df could not tell); DBBytes the size of all databases.
 	FreeBytes, DBBytes int64
 	// OldestXact is the age of the oldest open transaction (0: none).
 	OldestXact time.Duration
@@ -81,6 +81,9 @@ type AdoptFacts struct {
 	Roles      []string
 	Extensions []AdoptExtension
 	HBA        []AdoptHBALine
+	// AlterSystem are the replication settings postgresql.auto.conf
+	// holds (ALTER SYSTEM), by name.
+	AlterSystem map[string]string
 }
 
 // AdoptExtension is an extension installed in a database, and the Debian
@@ -119,6 +122,11 @@ var adoptSettings = []string{"server_version", "server_version_num", "data_direc
 	"external_pid_file", "port", "listen_addresses", "wal_level", "max_wal_senders", "max_replication_slots", "hot_standby",
 	"wal_log_hints", "data_checksums", "max_wal_size", "in_recovery"}
 
+// replicationSettings are the settings the agent sets for replication
+// whose blocking values (alterSystemBlocks) postgresql.auto.conf, read
+// after the agent's managed file, would keep.
+var replicationSettings = []string{"wal_level", "max_wal_senders", "max_replication_slots", "hot_standby", "wal_log_hints"}
+
 // Address implements Resource.
 func (a PostgresAdopt) Address() string {
 	return "postgres_adopt." + strconv.Itoa(a.Want.Major) + "/main"
@@ -150,7 +158,12 @@ func (a PostgresAdopt) Probe() string {
 	for _, n := range adoptSettings {
 		names = append(names, "'"+n+"'")
 	}
+	var repl []string
+	for _, n := range replicationSettings {
+		repl = append(repl, "'"+n+"'")
+	}
 	settings := "SELECT 'setting.'||name||'='||setting FROM pg_settings WHERE name IN (" + strings.Join(names, ",") + ")" +
+		" UNION ALL SELECT 'alter_system.'||name||'='||setting FROM pg_file_settings WHERE sourcefile LIKE '%/postgresql.auto.conf' AND error IS NULL AND name IN (" + strings.Join(repl, ",") + ")" +
 		" UNION ALL SELECT 'setting.in_recovery='||pg_is_in_recovery()" +
 		" UNION ALL SELECT 'db_bytes='||sum(pg_database_size(oid)) FROM pg_database" +
 		" UNION ALL SELECT 'oldest_xact='||coalesce(extract(epoch FROM now()-min(xact_start))::bigint, 0) FROM pg_stat_activity WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid() AND backend_type = 'client backend'" +
@@ -162,7 +175,10 @@ func (a PostgresAdopt) Probe() string {
 		"echo adopted=no\n" +
 		"out=$(" + a.psql(settings) + " 2>&1) || { echo running=no; printf 'conn_err=%s\\n' \"$(echo \"$out\" | head -n1)\"; exit 0; }\n" +
 		"echo running=yes\nprintf '%s\\n' \"$out\"\n" +
-		"printf 'free_bytes=%s\\n' \"$(df -B1 --output=avail " + executors.Quote(a.Want.DataDir) + " 2>/dev/null | tail -n1 | tr -d ' ')\"\n" +
+		// The server's own data directory: the spec's may not exist (a
+		// spec of another version), which the checks report.
+		"dd=$(printf '%s\\n' \"$out\" | sed -n 's/^setting\\.data_directory=//p')\n" +
+		"printf 'free_bytes=%s\\n' \"$(df -B1 --output=avail \"$dd\" 2>/dev/null | tail -n1 | tr -d ' ')\"\n" +
 		"for db in $(" + a.psql("SELECT datname FROM pg_database WHERE datallowconn") + "); do\n" +
 		"  for e in $(runuser -u postgres -- psql -X -A -t -q -h /var/run/postgresql -p " + strconv.Itoa(a.Want.Port) + " -d \"$db\" -c \"SELECT extname FROM pg_extension WHERE extname <> 'plpgsql'\"); do\n" +
 		"    pkg=$(dpkg -S \"/usr/share/postgresql/" + strconv.Itoa(a.Want.Major) + "/extension/$e.control\" 2>/dev/null | cut -d: -f1)\n" +
@@ -171,7 +187,7 @@ func (a PostgresAdopt) Probe() string {
 
 // ParseAdoptFacts reads the probe's output.
 func ParseAdoptFacts(out []byte) (AdoptFacts, error) {
-	f := AdoptFacts{Settings: map[string]string{}}
+	f := AdoptFacts{Settings: map[string]string{}, AlterSystem: map[string]string{}}
 	for _, line := range strings.Split(string(out), "\n") {
 		k, v, ok := strings.Cut(line, "=")
 		if !ok {
@@ -187,6 +203,10 @@ func ParseAdoptFacts(out []byte) (AdoptFacts, error) {
 			f.ConnErr = v
 		case strings.HasPrefix(k, "setting."):
 			f.Settings[strings.TrimPrefix(k, "setting.")] = v
+		case strings.HasPrefix(k, "alter_system."):
+			f.AlterSystem[strings.TrimPrefix(k, "alter_system.")] = v
+		case k == "free_bytes" && v == "":
+			f.FreeBytes = -1
 		case k == "free_bytes":
 			f.FreeBytes, err = strconv.ParseInt(v, 10, 64)
 		case k == "db_bytes":
@@ -240,19 +260,22 @@ func Preflight(f AdoptFacts, w AdoptWant) []Finding {
 	}
 	s := f.Settings
 	num, _ := strconv.Atoi(s["server_version_num"])
-	if num/10000 != w.Major {
+	serverMajor := num / 10000
+	if serverMajor != w.Major {
 		refuse("version", fmt.Sprintf("the server is PostgreSQL %s, the spec says version = %d", s["server_version"], w.Major),
-			fmt.Sprintf("set version = %d in the postgres block (the replicas run the same major version), or upgrade the server first", num/10000))
+			fmt.Sprintf("set version = %d in the postgres block (the replicas run the same major version), or upgrade the server first", serverMajor))
 	}
 	if s["in_recovery"] == "true" {
 		refuse("role", "the server is a standby (in recovery): only a primary can be adopted", "adopt the primary it replicates from")
 	}
-	if s["data_directory"] != w.DataDir {
+	// The spec's default data directory follows its version: with the
+	// version wrong, only the version is reported.
+	if serverMajor == w.Major && s["data_directory"] != w.DataDir {
 		refuse("data directory", fmt.Sprintf("the server's data directory is %s, the spec's data_dir is %s", s["data_directory"], w.DataDir),
 			fmt.Sprintf("set data_dir = %q in the postgres block", s["data_directory"]))
 	}
-	if want := "/etc/postgresql/" + major + "/main/postgresql.conf"; s["config_file"] != want {
-		refuse("configuration", fmt.Sprintf("the server reads %s; pgherd adopts Debian's %s/main cluster, configured in %s", s["config_file"], major, want),
+	if want := fmt.Sprintf("/etc/postgresql/%d/main/postgresql.conf", serverMajor); s["config_file"] != want {
+		refuse("configuration", fmt.Sprintf("the server reads %s; pgherd adopts Debian's %d/main cluster, configured in %s", s["config_file"], serverMajor, want),
 			"create the cluster with pg_createcluster (Debian's layout), or migrate by logical replication (docs/runbooks/migration.md)")
 	}
 	if p, _ := strconv.Atoi(s["port"]); p != w.Port {
@@ -290,6 +313,16 @@ func Preflight(f AdoptFacts, w AdoptWant) []Finding {
 				"ALTER SYSTEM SET listen_addresses = '*', and restart PostgreSQL once at a time of your choosing; then plan again")
 		}
 	}
+	// ALTER SYSTEM's file is read after the agent's managed file and
+	// wins: a blocking value there would outlast pgherd's settings and
+	// the restart.
+	for _, n := range replicationSettings {
+		v, ok := f.AlterSystem[n]
+		if ok && alterSystemBlocks(n, v, s["data_checksums"] == "on") {
+			refuse("ALTER SYSTEM", fmt.Sprintf("%s = %s is set by ALTER SYSTEM (postgresql.auto.conf), which PostgreSQL reads after pgherd's settings: pgherd could not change it, and replication needs it changed", n, v),
+				fmt.Sprintf("ALTER SYSTEM RESET %s and SELECT pg_reload_conf() (no restart needed for that), then plan again", n))
+		}
+	}
 	if s["hot_standby"] == "off" {
 		note("hot_standby", "hot_standby is off here; pgherd turns it on for the replicas (it matters only on a standby)")
 	}
@@ -300,8 +333,12 @@ func Preflight(f AdoptFacts, w AdoptWant) []Finding {
 		mb, _ := strconv.ParseInt(s["max_wal_size"], 10, 64)
 		need = mb<<20 + 1<<30
 	}
-	if f.FreeBytes < need {
-		refuse("disk", fmt.Sprintf("%s free for %s, %s needed for the WAL kept while the replicas clone", bytesText(f.FreeBytes), w.DataDir, bytesText(need)),
+	switch {
+	case f.FreeBytes < 0:
+		refuse("disk", fmt.Sprintf("df could not tell the free space for %s, where the WAL is kept while the replicas clone", s["data_directory"]),
+			"check that df -B1 works on that directory, then plan again")
+	case f.FreeBytes < need:
+		refuse("disk", fmt.Sprintf("%s free for %s, %s needed for the WAL kept while the replicas clone", bytesText(f.FreeBytes), s["data_directory"], bytesText(need)),
 			"free space on that file system (or grow it), then plan again")
 	}
 
@@ -358,6 +395,24 @@ func Preflight(f AdoptFacts, w AdoptWant) []Finding {
 		return rank(a) - rank(b)
 	})
 	return out
+}
+
+// alterSystemBlocks reports whether value, set by ALTER SYSTEM for the
+// replication setting name, keeps the cluster from replicating (or, for
+// wal_log_hints without data checksums, from rewinding).
+func alterSystemBlocks(name, value string, checksums bool) bool {
+	off := slices.Contains([]string{"off", "false", "no", "0"}, strings.ToLower(value))
+	switch name {
+	case "wal_level":
+		return value == "minimal"
+	case "max_wal_senders", "max_replication_slots":
+		return value == "0"
+	case "hot_standby":
+		return off
+	case "wal_log_hints":
+		return off && !checksums
+	}
+	return false
 }
 
 // listensOn reports whether listen_addresses covers addr.

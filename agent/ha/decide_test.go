@@ -401,6 +401,47 @@ func TestDecide(t *testing.T) {
 			want: []string{"fence"},
 		},
 		{
+			name:   "adopting member, DCS unreachable before registration: the primary runs on",
+			v:      adopting(plainView(self(RolePrimary, 500), nil), "a"),
+			want:   nil,
+			reason: "runs on as before the migration",
+		},
+		{
+			name: "adopting member, DCS unreachable after registration: fence as any primary without a lease",
+			v: func() View {
+				v := adopting(plainView(self(RolePrimary, 500), nil), "a")
+				v.AdoptRegistered = true
+				return v
+			}(),
+			want: []string{"fence"},
+		},
+		{
+			name: "adopting member whose lease lapsed while etcd was away: renew, never fence",
+			v: func() View {
+				v := adopting(leaderView(self(RolePrimary, 500), with(cluster("a"), func(s *dcs.ClusterState) { s.Initialize = "" })), "a")
+				v.Now = deadline + time.Second
+				return v
+			}(),
+			want:   []string{"renew_leader"},
+			reason: "renewing a lapsed lease",
+		},
+		{
+			name: "adopting member whose key expired meanwhile: take it again, never fence",
+			v: func() View {
+				v := adopting(leaderView(self(RolePrimary, 500), with(cluster(""), func(s *dcs.ClusterState) { s.Initialize = "" })), "a")
+				v.Now = deadline + time.Second
+				return v
+			}(),
+			want:   []string{"acquire_leader"},
+			reason: "taking the leader key",
+		},
+		{
+			name:   "restarted adopting agent finds its key under the previous run's lease: take it over, never fence",
+			v:      adopting(plainView(self(RolePrimary, 500), with(cluster("a"), func(s *dcs.ClusterState) { s.Initialize = "" })), "a"),
+			want:   []string{"take_over_leader"},
+			reason: "previous run of this agent",
+		},
+		{
 			name:   "empty member of an adopting cluster never bootstraps",
 			v:      adopting(plainView(self(RoleStopped, 0, func(s *Self) { s.DataDir, s.SystemID = false, "" }), with(cluster(""), func(s *dcs.ClusterState) { s.Initialize = "" })), "b"),
 			want:   nil,

@@ -11,10 +11,13 @@ import (
 
 // TestDecideInvariants checks, over many generated views, the safety rules
 // that must hold whatever the case: a primary without a valid lease fences
-// first; nothing becomes primary without the leader key; nothing is
-// decided on an unreachable DCS but fencing and renewing.
+// first, except an adopted primary before its registration, which is never
+// fenced (no other member can have led); nothing becomes primary without
+// the leader key; nothing is decided on an unreachable DCS but fencing and
+// renewing.
 func TestDecideInvariants(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
+	ra := rand.New(rand.NewPCG(3, 4))
 	roles := []Role{RolePrimary, RoleReplica, RoleStopped, RoleCrashed, RoleUnknown}
 	names := []string{"", "a", "b", "c"}
 	pick := func(s []string) string { return s[r.IntN(len(s))] }
@@ -28,6 +31,11 @@ func TestDecideInvariants(t *testing.T) {
 		if r.IntN(2) == 0 {
 			v.LeaseID = 1
 			v.LeaseDeadline = time.Duration(r.IntN(200)) * time.Second
+		}
+		// Adoption draws from its own source, leaving the other cases as
+		// they were.
+		if ra.IntN(4) == 0 {
+			v.Adopt, v.AdoptRegistered = names[1+ra.IntN(3)], ra.IntN(2) == 0
 		}
 		v.Config.Paused = r.IntN(6) == 0
 		v.Config.SynchronousMode = []dcs.SyncMode{dcs.SyncOff, dcs.SyncOn, dcs.SyncStrict}[r.IntN(3)]
@@ -59,8 +67,13 @@ func TestDecideInvariants(t *testing.T) {
 		fail := func(msg string) {
 			t.Fatalf("case %d: %s\nview: %+v\ndcs: %+v\ndecision: %s", i, msg, v, v.DCS, d)
 		}
-		if v.Self.Role == RolePrimary && !v.LeaseValid() && (len(kinds) == 0 || kinds[0] != Fence) {
+		adoptPending := v.Adopt == "a" && !v.AdoptRegistered && v.Self.Role == RolePrimary && !v.Self.ShuttingDown &&
+			(v.DCS == nil || v.DCS.Initialize == "" && (v.DCS.Leader == nil || v.DCS.Leader.Name == "a"))
+		if v.Self.Role == RolePrimary && !v.LeaseValid() && !adoptPending && (len(kinds) == 0 || kinds[0] != Fence) {
 			fail("primary without a valid lease did not fence first")
+		}
+		if adoptPending && (slices.Contains(kinds, Fence) || slices.Contains(kinds, StopPostgres) || slices.Contains(kinds, Demote)) {
+			fail("stopped an adopted primary before its registration")
 		}
 		if v.Self.Role == RoleUnknown && v.LeaseDeadline > 0 && !v.LeaseValid() && (len(kinds) == 0 || kinds[0] != Fence) {
 			fail("leader past its deadline with postgres in an unknown state did not fence first")

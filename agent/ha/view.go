@@ -116,6 +116,11 @@ type View struct {
 	// leader key for the postmaster it did not start instead of fencing
 	// it, and no member bootstraps a cluster of its own.
 	Adopt string
+	// AdoptRegistered: the adopting member has registered (or begun to
+	// register) its data directory's system identifier as the cluster's,
+	// which it records in the data directory first; from then on other
+	// members may clone and lead, and its primary is fenced like any.
+	AdoptRegistered bool
 }
 
 // InitializePending prefixes the initialize key's value while its winner

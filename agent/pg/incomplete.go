@@ -40,21 +40,27 @@ func (i *Instance) Incomplete() (string, error) {
 // beginIncomplete marks the data directory as being rewritten by op; the
 // mark is written through to disk before op may start.
 func (i *Instance) beginIncomplete(op string) error {
-	f, err := os.OpenFile(i.incompletePath(), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
+	if err := writeMark(i.incompletePath(), op); err != nil {
 		return fmt.Errorf("pg: mark the data directory as being rewritten: %w", err)
 	}
-	_, err = f.WriteString(op + "\n")
+	return nil
+}
+
+// writeMark writes a marker file beside the data directory, through to
+// disk, with one line of content.
+func writeMark(path, content string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(content + "\n")
 	if err == nil {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		return fmt.Errorf("pg: mark the data directory as being rewritten: %w", err)
-	}
-	return nil
+	return err
 }
 
 // endIncomplete removes the mark once the data directory is whole again.

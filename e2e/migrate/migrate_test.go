@@ -10,10 +10,12 @@
 package migrate
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -22,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -413,32 +416,66 @@ func connect(ctx context.Context, t *testing.T, url string) *pgx.Conn {
 	return nil
 }
 
+// waitHealthy waits for `pgherd status` to exit 0 (healthy). Apply returns
+// once keepalived has started; the VIP comes a few VRRP adverts later
+// (three advert_int in BACKUP before one host turns MASTER), so a status
+// right after apply may still say "no host holds the VIP".
+func waitHealthy(t *testing.T, dir string) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(2 * time.Second) {
+		r := pgherd(t, dir, "status", ".")
+		if r.code == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status after the migration is not healthy after a minute: %s", r)
+		}
+	}
+}
+
 func fileSum(t *testing.T, l *lab.Lab, path string) string {
 	t.Helper()
 	return onHost(t, l, "node1", "sha256sum "+path+" | cut -d' ' -f1")
 }
 
 // TestMigrate: a live node1 without wal_level or restart trouble is
-// migrated while a client writes: a plan refused by the pre-flight checks
-// and a dry run change nothing; apply adopts the running postmaster (its
+// migrated while a client writes. Plans refused by the pre-flight checks
+// (neither data checksums nor wal_log_hints, which the administrator then
+// fixes as the refusal says; another major version; a pg_hba rule missing
+// from the spec) and a dry run change nothing; apply adopts the running postmaster (its
 // pid and the client's connection survive), clones node2 and node3, and
 // sets up HAProxy and the VIP; no acknowledged write is lost, a second
 // plan is empty, and a failover afterwards works.
 func TestMigrate(t *testing.T) {
 	l := freshLab(t)
-	handSetup(t, l, "listen_addresses = '*'\nwal_log_hints = on\nmax_connections = 150\n")
-	pidBefore := onHost(t, l, "node1", "head -n1 /var/lib/postgresql/15/main/postmaster.pid")
+	handSetup(t, l, "listen_addresses = '*'\nmax_connections = 150\n")
 	etcConf := "/etc/postgresql/15/main/postgresql.conf"
 	sumBefore := fileSum(t, l, etcConf)
+	good := writeSpec(t, spec(l, strings.ReplaceAll(shopHBA, "LABNET", labNet)))
 
-	// A spec without the application's pg_hba rule is refused, and the
-	// refusal changes nothing.
+	// Debian's cluster has neither data checksums nor wal_log_hints: the
+	// plan refuses, and says what to do, which the administrator does.
+	if r := pgherd(t, good, "plan", "."); r.code == 0 ||
+		!strings.Contains(r.stdout+r.stderr, "rewind: data checksums are off and wal_log_hints is off") ||
+		!strings.Contains(r.stdout+r.stderr, "Fix: ALTER SYSTEM SET wal_log_hints = on, and restart PostgreSQL once") {
+		t.Fatalf("plan of a server without checksums or wal_log_hints: want a refusal saying what to fix, got %s", r)
+	}
+	onHost(t, l, "node1", "runuser -u postgres -- psql -XAtqc 'ALTER SYSTEM SET wal_log_hints = on' && systemctl restart postgresql@15-main")
+	pidBefore := postmasterPID(t, l)
+
+	// A spec of another major version, or without the application's
+	// pg_hba rule, is refused, and the refusal changes nothing.
+	other := writeSpec(t, strings.Replace(spec(l, strings.ReplaceAll(shopHBA, "LABNET", labNet)), "version              = 15", "version              = 16", 1))
+	if r := pgherd(t, other, "apply", "-auto-approve", "."); r.code == 0 ||
+		!strings.Contains(r.stdout+r.stderr, "version: the server is PostgreSQL 15.") || !strings.Contains(r.stdout+r.stderr, "the spec says version = 16") ||
+		strings.Contains(r.stdout+r.stderr, "data directory: the server's data directory is") {
+		t.Fatalf("apply of a spec of version 16: want a refusal naming both versions, and only that, got %s", r)
+	}
 	refused := writeSpec(t, spec(l, ""))
 	if r := pgherd(t, refused, "apply", "-auto-approve", "."); r.code == 0 ||
 		!strings.Contains(r.stdout+r.stderr, "(host shop shop "+labNet+".0/24 scram-sha-256) is not in the spec") {
 		t.Fatalf("apply of a spec without the shop pg_hba rule: want a refusal naming the line, got %s", r)
 	}
-	good := writeSpec(t, spec(l, strings.ReplaceAll(shopHBA, "LABNET", labNet)))
 	r := pgherd(t, good, "plan", ".")
 	if r.code != 0 || !strings.Contains(r.stdout, "postgres_adopt.15/main") || !strings.Contains(r.stdout, "impact: reload only") {
 		t.Fatalf("plan: want the migration with impact reload only, got %s", r)
@@ -459,30 +496,10 @@ func TestMigrate(t *testing.T) {
 		t.Fatalf("apply: %s", r)
 	}
 	wall := time.Since(t0)
-	w.waitAcks(t, len(must(w))+50)
-	stop()
-	<-w.done
-	acks, errs, lastErr, gap := w.stats()
+	acks, errs, lastErr, gap := w.finish(t, stop)
 	t.Logf("migration: %d MB of data, apply took %s; %d writes acknowledged on the original connection, %d failed (%s), longest write gap %s",
 		mustAtoi(t, dataMB), wall.Round(100*time.Millisecond), len(acks), errs, lastErr, gap.Round(time.Millisecond))
-	if errs != 0 {
-		t.Errorf("the client's connection to node1 broke %d times during the migration (last: %s): want none without a restart", errs, lastErr)
-	}
-	if pid := onHost(t, l, "node1", "head -n1 /var/lib/postgresql/15/main/postmaster.pid"); pid != pidBefore {
-		t.Errorf("the postmaster's pid changed from %s to %s: the migration restarted it", pidBefore, pid)
-	}
-	if r := pgherd(t, good, "status", "."); r.code != 0 {
-		t.Fatalf("status after the migration: %s", r)
-	}
-	if r := pgherd(t, good, "plan", "-detailed-exitcode", "."); r.code != 0 {
-		t.Errorf("a second plan is not empty: %s", r)
-	}
-	if out := onHost(t, l, "node1", "systemctl show -p UnitFileState --value postgresql@15-main; cat /etc/postgresql/15/main/start.conf"); !strings.Contains(out, "masked") || !strings.Contains(out, "disabled") {
-		t.Errorf("Debian's unit is not retired: %s", out)
-	}
-	if miss := missing(context.Background(), t, vip(), 5000, acks); len(miss) > 0 {
-		t.Fatalf("%d acknowledged writes missing through the VIP: %v", len(miss), miss[:min(len(miss), 10)])
-	}
+	checkMigratedWithoutRestart(t, l, good, pidBefore, acks, errs, lastErr)
 	var rows int64
 	conn := connect(context.Background(), t, shopURL(vip(), 5001))
 	if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM items").Scan(&rows); err != nil || rows == 0 {
@@ -513,6 +530,126 @@ func TestMigrate(t *testing.T) {
 	}
 }
 
+// checkMigratedWithoutRestart checks a migration that needed no restart:
+// the client's connection to node1 never broke, the postmaster kept its
+// pid, the cluster is healthy, a second plan is empty, Debian's unit is
+// retired, and every acknowledged write is there through the VIP.
+func checkMigratedWithoutRestart(t *testing.T, l *lab.Lab, dir, pidBefore string, acks []ack, errs int, lastErr string) {
+	t.Helper()
+	if errs != 0 {
+		t.Errorf("the client's connection to node1 broke %d times during the migration (last: %s): want none without a restart", errs, lastErr)
+	}
+	if pid := postmasterPID(t, l); pid != pidBefore {
+		t.Errorf("the postmaster's pid changed from %s to %s: the migration restarted it", pidBefore, pid)
+	}
+	waitHealthy(t, dir)
+	if r := pgherd(t, dir, "plan", "-detailed-exitcode", "."); r.code != 0 {
+		t.Errorf("a second plan is not empty: %s", r)
+	}
+	if out := onHost(t, l, "node1", "systemctl show -p UnitFileState --value postgresql@15-main; cat /etc/postgresql/15/main/start.conf"); !strings.Contains(out, "masked") || !strings.Contains(out, "disabled") {
+		t.Errorf("Debian's unit is not retired: %s", out)
+	}
+	if miss := missing(context.Background(), t, vip(), 5000, acks); len(miss) > 0 {
+		t.Fatalf("%d acknowledged writes missing through the VIP: %v", len(miss), miss[:min(len(miss), 10)])
+	}
+}
+
+// postmasterPID is the pid of node1's postmaster.
+func postmasterPID(t *testing.T, l *lab.Lab) string {
+	t.Helper()
+	return onHost(t, l, "node1", "head -n1 /var/lib/postgresql/15/main/postmaster.pid")
+}
+
+// interruptedApply runs `pgherd apply -auto-approve` with args and presses
+// Ctrl-C once a line of its output contains at: the running steps finish,
+// no other starts, and the apply says it was interrupted.
+func interruptedApply(t *testing.T, dir, at string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(pgherdBin, append([]string{"apply", "-auto-approve"}, args...)...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "NO_COLOR=1")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var seen strings.Builder
+	sc := bufio.NewScanner(stdout)
+	interrupted := false
+	for sc.Scan() {
+		line := sc.Text()
+		seen.WriteString(line + "\n")
+		if !interrupted && strings.Contains(line, at) {
+			interrupted = true
+			_ = cmd.Process.Signal(syscall.SIGINT)
+		}
+	}
+	_, _ = io.Copy(io.Discard, stdout)
+	err = cmd.Wait()
+	t.Logf("apply %s, interrupted at %q:\n%s\n%s", strings.Join(args, " "), at, seen.String(), stderr.String())
+	switch {
+	case !interrupted:
+		t.Fatalf("the apply never printed %q", at)
+	case err == nil:
+		t.Fatalf("an interrupted apply exited 0")
+	case !strings.Contains(stderr.String(), "interrupted: the next apply resumes"):
+		t.Fatalf("no word of the interruption on stderr")
+	}
+}
+
+// TestMigrateResume: the migration is interrupted twice while the client
+// writes, and a third apply finishes it. First Ctrl-C while node1's
+// configuration moves (that step finishes, nothing after it starts); then
+// Ctrl-C once node1's agent has started, which adopts the primary on its
+// own meanwhile. The last apply finishes the cluster: the replicas,
+// HAProxy and the VIP. As in TestMigrate, no write fails or is lost and
+// the postmaster keeps its pid.
+func TestMigrateResume(t *testing.T) {
+	l := freshLab(t)
+	handSetup(t, l, "listen_addresses = '*'\nwal_log_hints = on\n")
+	pidBefore := postmasterPID(t, l)
+	good := writeSpec(t, spec(l, strings.ReplaceAll(shopHBA, "LABNET", labNet)))
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	w := startWriter(ctx, t, l.Hosts()[0].Address)
+	w.waitAcks(t, 50)
+	t0 := time.Now()
+
+	interruptedApply(t, good, "node1: postgres_adopt.15/main: creating...", ".")
+	if out := onHost(t, l, "node1", "head -n1 /etc/postgresql/15/main/postgresql.conf | cut -c1-17; systemctl is-active pgherd-agent || true"); out != "# pgherd: adopted\ninactive" {
+		t.Fatalf("after the first interruption: want node1's configuration moved and no agent, got %q", out)
+	}
+
+	interruptedApply(t, good, "node1: service.pgherd-agent.service: done", ".")
+	// Left alone, node1's agent adopts the running primary: it takes the
+	// leader key and registers the data directory, without a restart.
+	journal := "journalctl -u pgherd-agent --no-pager"
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Second) {
+		if onHost(t, l, "node1", journal+" | grep -c 'registering this data directory' || true") != "0" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node1's agent did not adopt the primary within a minute\n%s", onHost(t, l, "node1", journal+" | tail -n 30"))
+		}
+	}
+	if pid := postmasterPID(t, l); pid != pidBefore {
+		t.Fatalf("node1's agent restarted the adopted primary (pid %s, was %s)\n%s", pid, pidBefore, onHost(t, l, "node1", journal+" | tail -n 30"))
+	}
+
+	if r := pgherd(t, good, "apply", "-auto-approve", "."); r.code != 0 {
+		t.Fatalf("the apply that resumes the migration: %s", r)
+	}
+	wall := time.Since(t0)
+	acks, errs, lastErr, gap := w.finish(t, stop)
+	t.Logf("migration interrupted twice: three applies took %s; %d writes acknowledged on the original connection, %d failed (%s), longest write gap %s",
+		wall.Round(100*time.Millisecond), len(acks), errs, lastErr, gap.Round(time.Millisecond))
+	checkMigratedWithoutRestart(t, l, good, pidBefore, acks, errs, lastErr)
+}
+
 // TestMigrateRestart: node1 runs with wal_level = minimal, which no
 // replica can stream from: the plan says a restart is needed and why, and
 // the agent restarts the server once; the write gap is recorded, no
@@ -534,26 +671,32 @@ func TestMigrateRestart(t *testing.T) {
 		t.Fatalf("apply: %s", r)
 	}
 	wall := time.Since(t0)
-	w.waitAcks(t, len(must(w))+50)
-	stop()
-	<-w.done
-	acks, errs, lastErr, gap := w.stats()
+	acks, errs, lastErr, gap := w.finish(t, stop)
 	t.Logf("migration with a restart: apply took %s; %d writes acknowledged, %d failed attempts (%s), longest write gap %s",
 		wall.Round(100*time.Millisecond), len(acks), errs, lastErr, gap.Round(time.Millisecond))
-	if r := pgherd(t, good, "status", "."); r.code != 0 {
-		t.Fatalf("status after the migration: %s", r)
-	}
+	waitHealthy(t, good)
 	if miss := missing(context.Background(), t, vip(), 5000, acks); len(miss) > 0 {
 		t.Fatalf("%d acknowledged writes missing through the VIP: %v", len(miss), miss[:min(len(miss), 10)])
 	}
 	if lvl := onHost(t, l, "node1", "runuser -u postgres -- psql -XAtc 'SHOW wal_level'"); lvl != "replica" {
 		t.Errorf("wal_level after the migration is %q, want replica", lvl)
 	}
+	journal := "journalctl -u pgherd-agent --no-pager"
+	if n := onHost(t, l, "node1", journal+" | grep -c -e 'msg=\"postgres started\"' -e 'decision=.*fencing' || true"); n != "1" {
+		t.Errorf("node1's agent started PostgreSQL or fenced it %s times, want one restart:\n%s", n,
+			onHost(t, l, "node1", journal+" | grep -e 'msg=\"postgres st' -e 'msg=decision' | head -n 30"))
+	}
 }
 
-func must(w *writer) []ack {
-	acks, _, _, _ := w.stats()
-	return acks
+// finish waits for 50 more acknowledged writes after the migration, stops
+// the writer (stop cancels its context) and returns its stats.
+func (w *writer) finish(t *testing.T, stop context.CancelFunc) (acks []ack, errs int, lastErr string, gap time.Duration) {
+	t.Helper()
+	acks, _, _, _ = w.stats()
+	w.waitAcks(t, len(acks)+50)
+	stop()
+	<-w.done
+	return w.stats()
 }
 
 func mustAtoi(t *testing.T, s string) int {
