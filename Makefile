@@ -7,7 +7,7 @@ LAB     ?= pgherd-lab
 LABDIR  ?= $(HOME)/.cache/pgherd/lab/$(LAB)
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: all build test e2e-extended e2e-migrate unit e2e chaos demo demo-down bench bench-backup lint deps docs clean
+.PHONY: all build test e2e-extended unit e2e chaos demo demo-down bench bench-backup lint deps docs clean
 
 all: build
 
@@ -15,26 +15,21 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/pgherd
 
-# The lab suites of day-2 procedures and the short chaos soak each bring up
-# a lab of their own: they run one after another, after the rest, so that
-# no two HA clusters share the machine's cores. The migration suite runs
-# apart (make e2e-migrate) until it passes end to end.
-SUITES := ./e2e/day2 ./e2e/chaos
+# The lab suites of day-2 procedures, migration and the short chaos soak
+# each bring up a lab of their own: they run one after another, after the
+# rest, so that no two HA clusters share the machine's cores.
+SUITES := ./e2e/day2 ./e2e/migrate ./e2e/chaos
 CORE    = $(shell $(GO) list ./... | grep -v -e /e2e/chaos -e /e2e/day2 -e /e2e/migrate)
 
 ## test: everything — unit, integration (real sshd, PostgreSQL, etcd), the lab e2e suite,
-## the day-2 scenarios and a short chaos soak.
+## the day-2 and migration scenarios and a short chaos soak.
 test: lint
 	PGHERD_E2E=1 $(GO) test -p 2 -timeout 25m $(CORE)
-	PGHERD_E2E=1 $(GO) test -p 1 -timeout 30m $(SUITES)
+	PGHERD_E2E=1 $(GO) test -p 1 -timeout 40m $(SUITES)
 
-## e2e-extended: only the day-2 and short chaos suites.
+## e2e-extended: only the day-2, migration and short chaos suites.
 e2e-extended:
-	PGHERD_E2E=1 $(GO) test -p 1 -timeout 30m -v $(SUITES)
-
-## e2e-migrate: the migration of a live single database (docs/runbooks/migration.md).
-e2e-migrate:
-	PGHERD_E2E=1 $(GO) test -p 1 -timeout 60m -v ./e2e/migrate
+	PGHERD_E2E=1 $(GO) test -p 1 -timeout 40m -v $(SUITES)
 
 ## unit: the tests that need no lab (still real sshd, PostgreSQL and etcd processes).
 unit:

@@ -347,10 +347,16 @@ func switchoverTarget(v View) (string, string) {
 func decideSwitchoverHandover(v View) Decision {
 	st := v.DCS
 	abort := func(why string) Decision {
-		return decide("switchover aborted ("+why+"): resuming as primary",
-			act(RenewLeader), Action{Kind: ClearSwitchover, Revision: st.SwitchoverRevision, Value: why}, Action{Kind: StartPostgres, Primary: true})
+		clear := Action{Kind: ClearSwitchover, Revision: st.SwitchoverRevision, Value: why}
+		if v.Self.Unstartable {
+			return decide("switchover aborted ("+why+"), and this data directory cannot be started: releasing the leader key for failover",
+				act(RenewLeader), clear, act(ReleaseLeader))
+		}
+		return decide("switchover aborted ("+why+"): resuming as primary", act(RenewLeader), clear, Action{Kind: StartPostgres, Primary: true})
 	}
-	target, why := switchoverTarget(v)
+	// Writes have stopped: the target is waited for until it replays
+	// everything (bounded by switchover_timeout), whatever its lag.
+	target, why := switchoverTarget(withoutLagLimit(v))
 	if target == "" {
 		return abort(why)
 	}

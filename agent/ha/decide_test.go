@@ -834,6 +834,22 @@ func TestDecide(t *testing.T) {
 			reason: "b did not replay up to 1F4 within the switchover timeout 30s",
 		},
 		{
+			name: "demoted primary whose data directory cannot start releases the key when the switchover aborts",
+			v: leaderView(self(RoleStopped, 500, wasPrimary, func(s *Self) { s.DownSince = now - 31*time.Second; s.Unstartable = true }),
+				with(cluster("a", b100), func(s *dcs.ClusterState) { s.Switchover = &dcs.Switchover{From: "a", To: "b"} })),
+			want:   []string{"renew_leader", "clear_switchover", "release_leader"},
+			reason: "cannot be started",
+		},
+		{
+			name: "demoted primary waits for a target whose published position lags",
+			v: leaderView(self(RoleStopped, 500, wasPrimary), with(cluster("a", b100), func(s *dcs.ClusterState) {
+				s.Switchover = &dcs.Switchover{From: "a", To: "b"}
+				s.Status = &dcs.Status{LastLSN: 100 + 16<<20}
+			})),
+			want:   []string{"renew_leader"},
+			reason: "waiting for b to replay",
+		},
+		{
 			name: "switchover timeout is the dynamic configuration's",
 			v: withCfg(leaderView(self(RoleStopped, 500, wasPrimary, func(s *Self) { s.DownSince = now - 6*time.Second }),
 				with(cluster("a", b100), func(s *dcs.ClusterState) { s.Switchover = &dcs.Switchover{From: "a", To: "b"} })),
