@@ -65,6 +65,7 @@ func (l *loader) decodeBackup(c *decoded, cl *Cluster) *Backup {
 		Parallel:                d.integer("parallel"),
 		From:                    BackupFrom(d.str("from")),
 		CreateReplicaFromBackup: d.boolean("create_replica_from_backup"),
+		SpoolDir:                d.str("spool_dir"),
 		Range:                   d.defRange(),
 	}
 	if d.good("compression_level") && (b.CompressionLevel < 1 || b.CompressionLevel > 22) {

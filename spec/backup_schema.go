@@ -20,6 +20,11 @@ var backupSchema = Block{
 			Description: "Where base backups are taken: from a `standby`, sparing the primary the reads, or from the `primary`."},
 		{Name: "create_replica_from_backup", Type: cty.Bool, Default: cty.False,
 			Description: "A new replica restores the latest backup and replays the archive instead of copying the primary."},
+		{Name: "spool_dir", Type: cty.String, Kind: KindAbsPath,
+			Description: "A local directory, private to each database host (pgherd makes it postgres's, 0700), that makes archiving asynchronous and fetching prefetch: " +
+				"each `wal-push` also pushes, `parallel` at a time, the other segments PostgreSQL marked ready, so that archiving keeps up with a busy primary " +
+				"(a segment is still acknowledged only once every repository has it), and each `wal-fetch` keeps the next 8 segments ready there for recovery. " +
+				"Unset: one segment per call. Never on shared storage."},
 	},
 	Blocks: []Block{
 		{

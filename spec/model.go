@@ -332,6 +332,9 @@ type Backup struct {
 	// CreateReplicaFromBackup makes new replicas restore the latest
 	// backup instead of copying the primary.
 	CreateReplicaFromBackup bool
+	// SpoolDir, when set, makes WAL archiving asynchronous and WAL
+	// fetching prefetch, through this local directory.
+	SpoolDir string
 	Range                   hcl.Range
 }
 

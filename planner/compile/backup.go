@@ -55,6 +55,7 @@ func backupConfig(c *spec.Cluster) *agent.BackupConfig {
 		Parallel:                b.Parallel,
 		From:                    string(b.From),
 		CreateReplicaFromBackup: b.CreateReplicaFromBackup,
+		SpoolDir:                b.SpoolDir,
 		Retention:               agent.BackupRetention{Full: b.Retention.Full},
 	}
 	cfg.Retention.Age.Duration = b.Retention.Age
@@ -94,6 +95,9 @@ func backupResources(c *spec.Cluster, h spec.Host) []modules.Resource {
 		return nil
 	}
 	var rs []modules.Resource
+	if b.SpoolDir != "" {
+		rs = append(rs, modules.Directory{Path: b.SpoolDir, Owner: "postgres", Group: "postgres", Mode: "0700"})
+	}
 	for _, r := range b.Repositories {
 		if r.Type == spec.RepoPath {
 			rs = append(rs, modules.Directory{Path: r.Path, Owner: "postgres", Group: "postgres", Mode: "0750"})

@@ -34,6 +34,7 @@ cluster "pg" {
     parallel                   = 4
     from                       = "primary"
     create_replica_from_backup = true
+    spool_dir                  = "/var/lib/pgherd/spool"
 
     repository {
       type       = "s3"
