@@ -176,9 +176,10 @@ func haHostPort(host string, port int) string {
 // down has its sessions shut (on-marked-down shutdown-sessions), so clients
 // of a demoted primary are cut at once instead of writing into a read-only
 // server. A server that refuses a client's connection (a primary that has
-// just stopped) is marked down at once (observe layer4) and the connection
-// goes to another server in that role at once (redispatch, one retry),
-// without waiting for the checks or for HAProxy's one-second turn-around.
+// just stopped, or whose postgres is restarting) is marked down at once
+// (observe layer4) and the client told at once (no retries: HAProxy waits
+// a second before it retries a server), so its next attempt goes to the
+// server that is up, or waits for the check that finds one.
 // Client and server timeouts are long (30m) because PostgreSQL sessions
 // idle legitimately.
 func RenderHAProxy(cfg HAProxyConfig) (string, error) {
@@ -202,8 +203,7 @@ func RenderHAProxy(cfg HAProxyConfig) (string, error) {
 	w("    log global")
 	w("    option tcplog")
 	w("    option dontlognull")
-	w("    retries 1")
-	w("    option redispatch 1")
+	w("    retries 0")
 	w("    timeout connect 4s")
 	w("    timeout client 30m")
 	w("    timeout server 30m")
