@@ -335,7 +335,7 @@ type Backup struct {
 	// SpoolDir, when set, makes WAL archiving asynchronous and WAL
 	// fetching prefetch, through this local directory.
 	SpoolDir string
-	Range                   hcl.Range
+	Range    hcl.Range
 }
 
 // BackupFrom is where base backups are taken.
