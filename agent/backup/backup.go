@@ -463,6 +463,26 @@ func (s *Store) copyFile(ctx context.Context, m, prior *Manifest, blockIncr bool
 		}
 		f.Seek(0, io.SeekStart)
 	}
+	if hasPrev && prev.Size == mf.Size {
+		// Touched, perhaps not changed (its mtime moved): read it first
+		// and keep the prior copy when it is the same, rather than
+		// storing it again and deleting the copy. Besides the upload
+		// saved, a backup then deletes nothing, and a repository that
+		// prunes a directory emptied by a delete (an S3 gateway on a
+		// file system) cannot race a concurrent store into it.
+		sum, n, err := fileSHA256(f)
+		if err != nil {
+			return nil, err
+		}
+		if n == prev.Size && sum == prev.SHA256 {
+			ref := prev
+			ref.Ref, ref.ModTime, ref.Mode = prev.owner(prior), mf.ModTime, mf.Mode
+			return &ref, nil
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return nil, err
+		}
+	}
 	key := s.fileKey(m.ID, sf.rel, "")
 	n, err := s.putFunc(ctx, key, func(w io.Writer) error {
 		buf := make([]byte, 256<<10)
