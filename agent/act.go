@@ -455,9 +455,9 @@ func (a *Agent) checkpointBeforeStop(ctx context.Context, why string) {
 
 // renewingWhile runs fn (starting, restarting or promoting PostgreSQL as
 // the leader, which crash recovery, a shutdown checkpoint or a loaded host
-// can stretch past the lease's deadline) and meanwhile renews the leader lease every loop_wait, so
-// that a primary which has just started is not fenced at once for having
-// waited on itself. The renewals are this loop's own, made while it waits;
+// can stretch past the lease's deadline) and meanwhile renews the leader
+// lease every loop_wait, so that a primary which has just started is not
+// fenced at once for having waited on itself. The renewals are this loop's own, made while it waits;
 // the deadline still moves only with an acknowledged renewal, and each is
 // bounded by it, so the fencing invariant holds. Without a lease, fn runs
 // alone; once the deadline has passed it renews no more.

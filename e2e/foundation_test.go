@@ -1,16 +1,15 @@
 package e2e
 
 import (
-	"bufio"
 	"encoding/json"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pgherd/pgherd/e2e/interrupt"
 )
 
 // foundationSpec manages files, a package, a user and group, a directory
@@ -152,39 +151,20 @@ file "/srv/e2e/after-package" {
 }
 `
 		dir2 := writeSpec(t, map[string]string{"lab.hcl": labSSH(theLab.KnownHostsFile()), "main.hcl": more})
-		cmd := exec.Command(pgherdBin, "apply", "-auto-approve", ".")
-		cmd.Dir = dir2
-		cmd.Env = append(os.Environ(), "NO_COLOR=1")
-		stdout, err := cmd.StdoutPipe()
+		ir, err := interrupt.Run(pgherdBin, dir2, func(line string) bool {
+			return strings.Contains(line, "packages") && strings.Contains(line, "node")
+		}, 0, "apply", "-auto-approve", ".")
 		if err != nil {
 			t.Fatal(err)
 		}
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		var seen strings.Builder
-		sc := bufio.NewScanner(stdout)
-		interrupted := false
-		for sc.Scan() {
-			line := sc.Text()
-			seen.WriteString(line + "\n")
-			if !interrupted && strings.Contains(line, "packages") && strings.Contains(line, "node") {
-				interrupted = true
-				_ = cmd.Process.Signal(syscall.SIGINT)
-			}
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-		err = cmd.Wait()
-		t.Logf("interrupted apply:\n%s\n%s", seen.String(), stderr.String())
-		if !interrupted {
+		t.Logf("interrupted apply:\n%s\n%s", ir.Stdout, ir.Stderr)
+		if !ir.Interrupted {
 			t.Fatalf("never saw the packages step start")
 		}
-		if err == nil {
+		if ir.Code == 0 {
 			t.Fatalf("an interrupted apply exited 0")
 		}
-		if !strings.Contains(stderr.String(), "interrupt") {
+		if !strings.Contains(ir.Stderr, "interrupt") {
 			t.Fatalf("no word of the interruption on stderr")
 		}
 		r := pgherd(t, dir2, "apply", "-auto-approve", ".")

@@ -1,20 +1,17 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/pgherd/pgherd/e2e/interrupt"
 )
 
 // The repository of examples/ha, on node4, as the SFTP server sees it.
@@ -312,43 +309,19 @@ func applyFromBackup(t *testing.T, dir string) string {
 // exit code.
 func interruptAt(t *testing.T, dir, what string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	cmd := exec.Command(pgherdBin, args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "NO_COLOR=1")
-	pipe, err := cmd.StdoutPipe()
+	// SIGINT a second after the step starts: once it is under way on the
+	// host.
+	r, err := interrupt.Run(pgherdBin, dir, func(line string) bool {
+		return strings.HasPrefix(line, "[") && strings.Contains(line, what)
+	}, time.Second, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var errb strings.Builder
-	cmd.Stderr = &errb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var out strings.Builder
-	sc := bufio.NewScanner(pipe)
-	interrupted := false
-	for sc.Scan() {
-		line := sc.Text()
-		out.WriteString(line + "\n")
-		if !interrupted && strings.HasPrefix(line, "[") && strings.Contains(line, what) {
-			interrupted = true
-			// Once the step is under way on the host.
-			time.AfterFunc(time.Second, func() { _ = cmd.Process.Signal(syscall.SIGINT) })
-		}
-	}
-	_, _ = io.Copy(io.Discard, pipe)
-	err = cmd.Wait()
-	t.Logf("pgherd %s, interrupted at %q:\n%s\n--- stderr\n%s", strings.Join(args, " "), what, out.String(), errb.String())
-	if !interrupted {
+	t.Logf("pgherd %s, interrupted at %q:\n%s\n--- stderr\n%s", strings.Join(args, " "), what, r.Stdout, r.Stderr)
+	if !r.Interrupted {
 		t.Fatalf("never saw %q", what)
 	}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return out.String(), errb.String(), code
+	return r.Stdout, r.Stderr, r.Code
 }
 
 // primaryConn connects through the VIP's primary port and checks that it

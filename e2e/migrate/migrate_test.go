@@ -10,12 +10,10 @@
 package migrate
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -24,11 +22,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/pgherd/pgherd/e2e/interrupt"
 	"github.com/pgherd/pgherd/e2e/lab"
 )
 
@@ -565,38 +563,18 @@ func postmasterPID(t *testing.T, l *lab.Lab) string {
 // no other starts, and the apply says it was interrupted.
 func interruptedApply(t *testing.T, dir, at string, args ...string) {
 	t.Helper()
-	cmd := exec.Command(pgherdBin, append([]string{"apply", "-auto-approve"}, args...)...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "NO_COLOR=1")
-	stdout, err := cmd.StdoutPipe()
+	r, err := interrupt.Run(pgherdBin, dir, func(line string) bool { return strings.Contains(line, at) }, 0,
+		append([]string{"apply", "-auto-approve"}, args...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var seen strings.Builder
-	sc := bufio.NewScanner(stdout)
-	interrupted := false
-	for sc.Scan() {
-		line := sc.Text()
-		seen.WriteString(line + "\n")
-		if !interrupted && strings.Contains(line, at) {
-			interrupted = true
-			_ = cmd.Process.Signal(syscall.SIGINT)
-		}
-	}
-	_, _ = io.Copy(io.Discard, stdout)
-	err = cmd.Wait()
-	t.Logf("apply %s, interrupted at %q:\n%s\n%s", strings.Join(args, " "), at, seen.String(), stderr.String())
+	t.Logf("apply %s, interrupted at %q:\n%s\n%s", strings.Join(args, " "), at, r.Stdout, r.Stderr)
 	switch {
-	case !interrupted:
+	case !r.Interrupted:
 		t.Fatalf("the apply never printed %q", at)
-	case err == nil:
+	case r.Code == 0:
 		t.Fatalf("an interrupted apply exited 0")
-	case !strings.Contains(stderr.String(), "interrupted: the next apply resumes"):
+	case !strings.Contains(r.Stderr, "interrupted: the next apply resumes"):
 		t.Fatalf("no word of the interruption on stderr")
 	}
 }
