@@ -189,6 +189,7 @@ type backupFlags struct {
 	parallel int
 	repo     string
 	allRepos bool
+	expire   bool
 }
 
 func (a *app) backupCommand() *cobra.Command {
@@ -210,6 +211,10 @@ one does not stop the others; the exit code is then 1).
 "standby" by default). On a host that is not such a server, backup does
 nothing and exits 3, so that a timer can run it on every host.
 
+--expire applies the retention (as pgherd backup expire does) to each
+repository once a backup into it has been taken; the scheduled backups run
+with it. A backup that fails expires nothing.
+
 Progress goes to stderr: a line updated every second on a terminal, a log
 line every 10 seconds otherwise.
 
@@ -225,6 +230,7 @@ Exit codes: 0 backup taken; 1 error; 3 skipped (not the server --from asks for).
 	c.Flags().IntVar(&f.parallel, "parallel", 0, "files copied at once (default: the configuration's)")
 	repoFlag(c, &f.repo, "the repository to back up into (default: the first)")
 	c.Flags().BoolVar(&f.allRepos, "all-repos", false, "take one backup into each repository, in turn")
+	c.Flags().BoolVar(&f.expire, "expire", false, "then apply the retention to each repository backed up into")
 	c.AddCommand(a.backupListCommand(), a.backupVerifyCommand(), a.backupExpireCommand(), a.backupInitCommand())
 	return c
 }
@@ -283,11 +289,11 @@ func (a *app) runBackup(ctx context.Context, f *backupFlags) error {
 		opts.PrimaryConn = pc
 	}
 	if len(repos) == 1 {
-		return a.backupInto(ctx, b, &repos[0], opts)
+		return a.backupInto(ctx, b, &repos[0], opts, f.expire)
 	}
 	failed := false
 	for i := range repos {
-		if err := a.backupInto(ctx, b, &repos[i], opts); err != nil {
+		if err := a.backupInto(ctx, b, &repos[i], opts, f.expire); err != nil {
 			fmt.Fprintf(a.env.Stderr, "Error: backup into %s: %v\n", &repos[i], err)
 			failed = true
 		}
@@ -298,8 +304,9 @@ func (a *app) runBackup(ctx context.Context, f *backupFlags) error {
 	return nil
 }
 
-// backupInto takes a backup into the repository r.
-func (a *app) backupInto(ctx context.Context, b *agent.BackupConfig, r *agent.BackupRepository, opts backup.BackupOptions) error {
+// backupInto takes a backup into the repository r, then, with expire,
+// applies the retention there.
+func (a *app) backupInto(ctx context.Context, b *agent.BackupConfig, r *agent.BackupRepository, opts backup.BackupOptions, expire bool) error {
 	repo, err := r.Connect(ctx)
 	if err != nil {
 		return err
@@ -325,6 +332,25 @@ func (a *app) backupInto(ctx context.Context, b *agent.BackupConfig, r *agent.Ba
 	}
 	fmt.Fprintf(a.env.Stdout, "Backup %s (%s) taken%s: %d files, %s, %s stored, WAL %s to %s.\n",
 		m.ID, m.Type, into, len(m.Files), humanBytes(m.Size), humanBytes(m.StoredSize), m.StartWAL, m.StopWAL)
+	if !expire {
+		return nil
+	}
+	if err := a.expire(ctx, st, b); err != nil {
+		return fmt.Errorf("expire%s after backup %s: %w", into, m.ID, err)
+	}
+	return nil
+}
+
+// expire applies b's retention to the store st and says what it deleted.
+func (a *app) expire(ctx context.Context, st *backup.Store, b *agent.BackupConfig) error {
+	res, err := st.Expire(ctx, b.RetentionPolicy())
+	if err != nil {
+		return err
+	}
+	for _, id := range res.Backups {
+		fmt.Fprintf(a.env.Stdout, "Expired backup %s.\n", id)
+	}
+	fmt.Fprintf(a.env.Stdout, "Expired %d backups and %d WAL files.\n", len(res.Backups), res.WAL)
 	return nil
 }
 
@@ -570,15 +596,7 @@ names), on its own backups.`,
 			}
 			return a.forEachRepo(ctx, cfg, repo, func(st *backup.Store, _ *agent.BackupRepository, heading string) error {
 				fmt.Fprint(a.env.Stdout, heading)
-				res, err := st.Expire(ctx, cfg.Backup.RetentionPolicy())
-				if err != nil {
-					return err
-				}
-				for _, id := range res.Backups {
-					fmt.Fprintf(a.env.Stdout, "Expired backup %s.\n", id)
-				}
-				fmt.Fprintf(a.env.Stdout, "Expired %d backups and %d WAL files.\n", len(res.Backups), res.WAL)
-				return nil
+				return a.expire(ctx, st, cfg.Backup)
 			})
 		},
 	}

@@ -64,12 +64,27 @@ func TestBackupPostgres(t *testing.T) {
 			t.Fatalf("an incremental backup without a prior one is a full one: %s", out)
 		}
 	})
+	step("backup --expire applies the retention", func(t *testing.T) {
+		// The default retention keeps 2 full backups: the third expires
+		// the first, and WAL only it needed.
+		var before []backupJSON
+		if err := json.Unmarshal([]byte(run(t, "backup", "list", "--config", config, "--json")), &before); err != nil || len(before) != 1 {
+			t.Fatalf("list before: %v %+v", err, before)
+		}
+		if out := run(t, "backup", "--config", config, "--from", "primary", "--expire"); !strings.Contains(out, "Expired 0 backups") {
+			t.Fatalf("a second full backup with 2 kept: want nothing expired, got %s", out)
+		}
+		out := run(t, "backup", "--config", config, "--from", "primary", "--expire")
+		if !strings.Contains(out, "Expired backup "+before[0].ID+".") || !strings.Contains(out, "Expired 1 backups") {
+			t.Fatalf("a third full backup with 2 kept: want %s expired, got %s", before[0].ID, out)
+		}
+	})
 	step("list", func(t *testing.T) {
 		var list []backupJSON
 		if err := json.Unmarshal([]byte(run(t, "backup", "list", "--config", config, "--json")), &list); err != nil {
 			t.Fatal(err)
 		}
-		if len(list) != 1 || list[0].Type != "full" || list[0].StartWAL == "" || list[0].StoredSize == 0 {
+		if len(list) != 2 || list[0].Type != "full" || list[0].StartWAL == "" || list[0].StoredSize == 0 {
 			t.Fatalf("list = %+v", list)
 		}
 	})

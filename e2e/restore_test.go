@@ -39,8 +39,9 @@ func TestBackupRestore(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 
-	// A full backup, from a standby; then rows 1..50 on its timeline.
-	onHost(t, other(all, primary), "runuser -u postgres -- pgherd backup --type full")
+	// A full backup, from a standby, by the scheduled unit (which also
+	// applies the retention); then rows 1..50 on its timeline.
+	onHost(t, other(all, primary), "systemctl start pgherd-backup-full.service && journalctl -u pgherd-backup-full.service -o cat | grep -q 'Expired [0-9]* backups'")
 	c := primaryConn(ctx, t, primary)
 	execSQL(ctx, t, c, "DROP TABLE IF EXISTS e2e_pitr",
 		"CREATE TABLE e2e_pitr (id int PRIMARY KEY)",

@@ -65,7 +65,7 @@ var backupSchema = Block{
 		},
 		{
 			Type:        "retention",
-			Description: "Which backups `pgherd backup expire` keeps (on a database host; the scheduled backups do not run it yet); it deletes older ones and the WAL only they need. Without a `retention` block, every default applies.",
+			Description: "Which backups are kept: the scheduled backups apply it to each repository after each backup they take (`pgherd backup --expire`), and `pgherd backup expire` applies it on demand; it deletes older backups and the WAL only they need. Without a `retention` block, every default applies.",
 			Attrs: []Attr{
 				{Name: "full", Type: cty.Number, Default: cty.NumberIntVal(2), Description: "How many full backups are kept (with their incrementals), at least 1."},
 				{Name: "age", Type: cty.String, Kind: KindDuration, DefaultDoc: "none", Description: "Also keep every full backup younger than this, such as `\"336h\"` (14 days)."},

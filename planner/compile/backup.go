@@ -118,9 +118,9 @@ func backupResources(c *spec.Cluster, h spec.Host) []modules.Resource {
 			rs = append(rs, modules.BackupRepository{Cluster: c.Name, Repo: r.Name, Watch: []string{"file." + agent.ConfigPath}})
 		}
 	}
-	backupArgs := ""
+	backupArgs := " --expire"
 	if len(b.Repositories) > 1 {
-		backupArgs = " --all-repos"
+		backupArgs += " --all-repos"
 	}
 	enabled := true
 	for _, s := range []struct{ kind, calendar string }{{"full", b.Schedule.Full}, {"incr", b.Schedule.Incremental}} {
