@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -31,7 +32,8 @@ type S3Config struct {
 	// Prefix is prepended to every key ("" = the bucket's root).
 	Prefix string
 	// PartSize is the multipart threshold and part size (default 16 MiB,
-	// at least 5 MiB); each in-flight Put buffers one part in memory.
+	// at least 5 MiB); each in-flight Put buffers one part in memory, and
+	// the buffers are reused.
 	PartSize int
 	// Client is the HTTP client (nil = a default one).
 	Client *http.Client
@@ -43,6 +45,9 @@ type S3Repo struct {
 	cfg      S3Config
 	endpoint *url.URL
 	client   *http.Client
+	// parts holds *[]byte of PartSize for reuse: a backup puts thousands
+	// of objects, most far smaller than a part.
+	parts sync.Pool
 }
 
 // NewS3 returns a repository in the configured bucket.
@@ -203,12 +208,24 @@ func (s *S3Repo) CreateBucket(ctx context.Context) error {
 }
 
 // Put implements Repository.
-func (s *S3Repo) Put(ctx context.Context, key string, r io.Reader) error {
+func (s *S3Repo) Put(ctx context.Context, key string, r io.Reader) (err error) {
 	k, err := s.key(key)
 	if err != nil {
 		return err
 	}
-	buf := make([]byte, s.cfg.PartSize)
+	p, _ := s.parts.Get().(*[]byte)
+	if p == nil {
+		b := make([]byte, s.cfg.PartSize)
+		p = &b
+	}
+	defer func() {
+		// After an error the transport may still be sending the buffer
+		// (a server may answer before reading the body): not reused then.
+		if err == nil {
+			s.parts.Put(p)
+		}
+	}()
+	buf := *p
 	n, err := io.ReadFull(r, buf)
 	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
 		return fmt.Errorf("backup: s3 put %s: %w", key, err)
