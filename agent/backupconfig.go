@@ -100,6 +100,9 @@ type BackupRepository struct {
 	Path string          `json:"path,omitempty"`
 	SFTP *SFTPRepository `json:"sftp,omitempty"`
 	S3   *S3Repository   `json:"s3,omitempty"`
+	// Retention, when set, replaces the backup section's retention for
+	// this repository (a Full of 0 is the section's Full).
+	Retention *BackupRetention `json:"retention,omitempty"`
 }
 
 // SFTPRepository is how to reach an "sftp" repository.
@@ -234,6 +237,10 @@ func (r *BackupRepository) check(field string) []error {
 			errs = append(errs, fmt.Errorf("backup: "+field+"."+format, args...))
 		}
 		return ok
+	}
+	if r.Retention != nil {
+		need(r.Retention.Full >= 0, "retention.full must be positive, not %d", r.Retention.Full)
+		need(r.Retention.Age.Duration >= 0, "retention.age must not be negative")
 	}
 	switch r.Type {
 	case RepoPath:
@@ -475,7 +482,15 @@ func closeRepo(r backup.Repository) {
 	}
 }
 
-// RetentionPolicy is the retention as the library takes it.
-func (b *BackupConfig) RetentionPolicy() backup.Retention {
-	return backup.Retention{Full: b.Retention.Full, Age: b.Retention.Age.Duration}
+// RetentionPolicy is the retention of the repository r as the library
+// takes it: r's own, or the section's.
+func (b *BackupConfig) RetentionPolicy(r *BackupRepository) backup.Retention {
+	ret := b.Retention
+	if r != nil && r.Retention != nil {
+		ret = *r.Retention
+		if ret.Full == 0 {
+			ret.Full = b.Retention.Full
+		}
+	}
+	return backup.Retention{Full: ret.Full, Age: ret.Age.Duration}
 }

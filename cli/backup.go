@@ -335,15 +335,16 @@ func (a *app) backupInto(ctx context.Context, b *agent.BackupConfig, r *agent.Ba
 	if !expire {
 		return nil
 	}
-	if err := a.expire(ctx, st, b); err != nil {
+	if err := a.expire(ctx, st, b, r); err != nil {
 		return fmt.Errorf("expire%s after backup %s: %w", into, m.ID, err)
 	}
 	return nil
 }
 
-// expire applies b's retention to the store st and says what it deleted.
-func (a *app) expire(ctx context.Context, st *backup.Store, b *agent.BackupConfig) error {
-	res, err := st.Expire(ctx, b.RetentionPolicy())
+// expire applies the retention of the repository r to its store st and
+// says what it deleted.
+func (a *app) expire(ctx context.Context, st *backup.Store, b *agent.BackupConfig, r *agent.BackupRepository) error {
+	res, err := st.Expire(ctx, b.RetentionPolicy(r))
 	if err != nil {
 		return err
 	}
@@ -586,7 +587,8 @@ retention.full full backups (with their incrementals) and every full backup
 younger than retention.age, and deletes the others and the WAL older than the
 oldest kept backup. It is the only command that deletes backups. With several
 repositories, the one retention applies to each in turn (or to the one --repo
-names), on its own backups.`,
+names), on its own backups; a repository with a retention of its own keeps
+by that one.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -594,9 +596,9 @@ names), on its own backups.`,
 			if err != nil {
 				return err
 			}
-			return a.forEachRepo(ctx, cfg, repo, func(st *backup.Store, _ *agent.BackupRepository, heading string) error {
+			return a.forEachRepo(ctx, cfg, repo, func(st *backup.Store, r *agent.BackupRepository, heading string) error {
 				fmt.Fprint(a.env.Stdout, heading)
-				return a.expire(ctx, st, cfg.Backup)
+				return a.expire(ctx, st, cfg.Backup, r)
 			})
 		},
 	}

@@ -34,7 +34,7 @@ func TestBackupPostgresRepositories(t *testing.T) {
 	local := e.mkdir(t, "local")
 	config := e.config(t, p, map[string]any{
 		"repositories": []any{
-			map[string]any{"name": "local", "type": "path", "path": local},
+			map[string]any{"name": "local", "type": "path", "path": local, "retention": map[string]int{"full": 1}},
 			map[string]any{"name": "offsite", "type": "s3", "s3": map[string]string{"endpoint": endpoint, "bucket": "pgherd",
 				"prefix": "demo/", "access_key": backuptest.S3AccessKey, "secret_key": backuptest.S3SecretKey}},
 		},
@@ -111,6 +111,18 @@ func TestBackupPostgresRepositories(t *testing.T) {
 		}
 		if len(list) != 3 || list[0].Repository != "local" || list[2].Repository != "offsite" || list[2].Prior != list[1].ID {
 			t.Fatalf("list --json = %+v, want a full backup in local, a full and an incremental in offsite", list)
+		}
+	})
+	step("each repository keeps by its own retention", func(t *testing.T) {
+		// local keeps 1 full backup, offsite the section's 2: a second
+		// full backup in each expires local's first one only.
+		var before []backupJSON
+		if err := json.Unmarshal([]byte(run(t, "backup", "list", "--config", config, "--json")), &before); err != nil {
+			t.Fatal(err)
+		}
+		out := run(t, "backup", "--config", config, "--from", "primary", "--all-repos", "--expire")
+		if !regexpMatch(`(?s)taken into repository "local".*Expired backup `+before[0].ID+`\.\nExpired 1 backups.*taken into repository "offsite".*Expired 0 backups`, out) {
+			t.Fatalf("backup --all-repos --expire: want %s expired from local and nothing from offsite, got:\n%s", before[0].ID, out)
 		}
 	})
 }

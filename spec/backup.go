@@ -79,15 +79,16 @@ func (l *loader) decodeBackup(c *decoded, cl *Cluster) *Backup {
 		l.warnf(rng, "No standby to back up from",
 			"Backups are taken from a standby, and the cluster has a single PostgreSQL host: no base backup will be taken. Set from = \"primary\".")
 	}
-	b.Repositories = l.decodeRepositories(d)
-	b.Schedule = l.decodeSchedule(d)
 	b.Retention = l.decodeRetention(d)
+	b.Repositories = l.decodeRepositories(d, b.Retention)
+	b.Schedule = l.decodeSchedule(d)
 	return b
 }
 
 // decodeRepositories decodes the repository blocks of a backup block: one
-// or more, each named when there are several, no two the same place.
-func (l *loader) decodeRepositories(parent *decoded) []BackupRepository {
+// or more, each named when there are several, no two the same place;
+// retention is the backup block's.
+func (l *loader) decodeRepositories(parent *decoded, retention BackupRetention) []BackupRepository {
 	schema := parent.schema.Block("repository")
 	blocks := parent.children["repository"]
 	if len(blocks) == 0 {
@@ -100,6 +101,7 @@ func (l *loader) decodeRepositories(parent *decoded) []BackupRepository {
 	for _, b := range blocks {
 		d := l.decodeWith(b, schema)
 		r := l.decodeRepository(d)
+		r.Retention = l.decodeRepoRetention(d, retention)
 		switch {
 		case len(blocks) > 1 && !d.has("name") && !d.bad["name"]:
 			l.errorf(b.blk.DefRange.Ptr(), "Missing repository name",
@@ -211,10 +213,33 @@ const calendarHelp = "%q is not a systemd calendar expression such as \"Sun *-*-
 func (l *loader) decodeRetention(parent *decoded) BackupRetention {
 	d, _ := l.one(parent, "retention")
 	r := BackupRetention{Full: d.integer("full"), Age: d.duration("age"), Range: d.defRange()}
+	l.checkRetention(d, r)
+	return r
+}
+
+// decodeRepoRetention decodes a repository's retention block: what it
+// leaves out is the backup block's retention, def. Nil without one.
+func (l *loader) decodeRepoRetention(repo *decoded, def BackupRetention) *BackupRetention {
+	d, ok := l.one(repo, "retention")
+	if !ok {
+		return nil
+	}
+	r := def
+	r.Range = d.defRange()
+	if d.has("full") {
+		r.Full = d.integer("full")
+	}
+	if d.has("age") {
+		r.Age = d.duration("age")
+	}
+	l.checkRetention(d, r)
+	return &r
+}
+
+func (l *loader) checkRetention(d *decoded, r BackupRetention) {
 	if d.good("full") && r.Full < 1 {
 		l.errorf(d.rng("full"), "Invalid retention", "The full retention must be at least 1: the newest full backup is always kept.")
 	}
-	return r
 }
 
 var (

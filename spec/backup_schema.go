@@ -54,6 +54,15 @@ var backupSchema = Block{
 				{Name: "access_key", Type: cty.String, DefaultDoc: "required for `s3`", Description: "`s3`: the access key ID."},
 				passwordAttr("secret_key", "`s3`: the secret access key; required for `s3`.", false),
 			},
+			Blocks: []Block{{
+				Type: "retention",
+				Description: "This repository's own retention, such as fewer backups on a local disk and more offsite: " +
+					"an attribute set here replaces the `backup` block's `retention` for this repository, one left out is the `backup` block's.",
+				Attrs: []Attr{
+					{Name: "full", Type: cty.Number, DefaultDoc: "the `backup` block's", Description: "How many full backups this repository keeps (with their incrementals), at least 1."},
+					{Name: "age", Type: cty.String, Kind: KindDuration, DefaultDoc: "the `backup` block's", Description: "Also keep every full backup younger than this in this repository."},
+				},
+			}},
 		},
 		{
 			Type:        "schedule",

@@ -359,7 +359,10 @@ const (
 type BackupRepository struct {
 	// Name is "" for a single repository given without one.
 	Name string
-	Type string // RepoPath, RepoSFTP or RepoS3
+	// Retention is the repository's own retention (its retention block,
+	// with the backup block's for what it leaves out); nil without one.
+	Retention *BackupRetention
+	Type      string // RepoPath, RepoSFTP or RepoS3
 	// Path is the directory of a path repository.
 	Path string
 	// SFTP: the server, its user, the key and known_hosts files on the

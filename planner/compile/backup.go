@@ -43,6 +43,13 @@ func sftpKeyFiles(r spec.BackupRepository) (key, knownHosts string) {
 	return path.Join(agentConfigDir, base+".key"), path.Join(agentConfigDir, base+".known_hosts")
 }
 
+// agentRetention is the retention r as the agent's configuration says it.
+func agentRetention(r spec.BackupRetention) agent.BackupRetention {
+	a := agent.BackupRetention{Full: r.Full}
+	a.Age.Duration = r.Age
+	return a
+}
+
 // backupConfig is the backup section of the agent's configuration.
 func backupConfig(c *spec.Cluster) *agent.BackupConfig {
 	b := c.Backup
@@ -56,11 +63,14 @@ func backupConfig(c *spec.Cluster) *agent.BackupConfig {
 		From:                    string(b.From),
 		CreateReplicaFromBackup: b.CreateReplicaFromBackup,
 		SpoolDir:                b.SpoolDir,
-		Retention:               agent.BackupRetention{Full: b.Retention.Full},
+		Retention:               agentRetention(b.Retention),
 	}
-	cfg.Retention.Age.Duration = b.Retention.Age
 	for _, r := range b.Repositories {
 		ar := agent.BackupRepository{Name: r.Name, Type: r.Type, Path: r.Path}
+		if r.Retention != nil {
+			ret := agentRetention(*r.Retention)
+			ar.Retention = &ret
+		}
 		switch r.Type {
 		case spec.RepoSFTP:
 			ar.SFTP = &agent.SFTPRepository{Host: r.Host, Port: r.Port, User: r.User, KeyFile: r.KeyFile,

@@ -50,6 +50,10 @@ cluster "lab" {
       private_key = var.sftp_private_key
       host_key    = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIECtqtRlkpxgmR16PYQX1rjZcASMH77St/8BIYl6HIlb"
       root        = "/srv/pgherd-backup"
+
+      retention {
+        full = 6
+      }
     }
   }
 }

@@ -19,6 +19,10 @@ cluster "pg" {
       name = "local"
       type = "path"
       path = "/srv/backup"
+
+      retention {
+        full = 0 # ERROR: The full retention must be at least 1
+      }
     }
 
     repository {
@@ -43,7 +47,7 @@ cluster "pg" {
       known_hosts_file = "/var/lib/postgresql/.ssh/known_hosts"
     }
 
-    repository { # ERROR: This repository (sftp backup.example.com:22/srv/pg) is declared at testdata/broken/cluster_backup_repos.hcl:36,5 already
+    repository { # ERROR: This repository (sftp backup.example.com:22/srv/pg) is declared at testdata/broken/cluster_backup_repos.hcl:40,5 already
       name = "offsite"
       type = "sftp"
       host = "backup.example.com"

@@ -1,5 +1,7 @@
 # Backups into two repositories: a directory on NFS, and an S3 bucket
 # offsite. WAL goes into both; the scheduled backups into each in turn.
+# The offsite repository keeps more full backups than the NFS one, and
+# the backup block's age.
 
 variable "db_password" {
   sensitive = true
@@ -46,6 +48,15 @@ cluster "pg" {
       prefix     = "pg/"
       access_key = "AKIAEXAMPLE"
       secret_key = var.backup_secret
+
+      retention {
+        full = 8
+      }
+    }
+
+    retention {
+      full = 3
+      age  = "168h"
     }
   }
 }
