@@ -246,11 +246,12 @@ func runParallel(ctx context.Context, par, n int, fn func(i int)) {
 	wg.Wait()
 }
 
-// pushWAL archives the file at p into every target. The file is read
-// once to name it by its checksum, then once for each target to store it,
-// rather than held in memory: the agent pushes all day and must stay
-// small. A target that fails does not stop the others, so that no
-// repository falls behind because another is down.
+// pushWAL archives the file at p into every target, all at once. The file
+// is read once to name it by its checksum, then once for each target to
+// store it, rather than held in memory: the agent pushes all day and must
+// stay small. A target that fails does not stop the others, so that no
+// repository falls behind because another is down, and a slow one (an
+// offsite bucket) adds its own time only, not its time to the others'.
 func pushWAL(ctx context.Context, targets []target, p string) error {
 	name := filepath.Base(p)
 	f, err := os.Open(p)
@@ -262,16 +263,20 @@ func pushWAL(ctx context.Context, targets []target, p string) error {
 	if err != nil {
 		return fmt.Errorf("backup: wal-push %s: %w", name, err)
 	}
-	var errs []error
-	for _, t := range targets {
-		errs = append(errs, t(func(s *Store) error { return s.pushWALFile(ctx, f, name, sha, size) }))
+	errs := make([]error, len(targets))
+	var wg sync.WaitGroup
+	for i, t := range targets {
+		wg.Go(func() {
+			errs[i] = t(func(s *Store) error { return s.pushWALFile(ctx, io.NewSectionReader(f, 0, size), name, sha, size) })
+		})
 	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 
 // pushWALFile stores f, the WAL file name of checksum sha, unless this
 // repository has it already.
-func (s *Store) pushWALFile(ctx context.Context, f *os.File, name, sha string, size int64) error {
+func (s *Store) pushWALFile(ctx context.Context, f io.ReadSeeker, name, sha string, size int64) error {
 	existing, err := s.findWAL(ctx, name)
 	switch {
 	case err == nil && existing.SHA256 == sha:
