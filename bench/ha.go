@@ -39,6 +39,14 @@ const (
 // haScenarios are the scenarios in the order each trial runs them.
 var haScenarios = []string{"switchover", "postmaster killed", "primary host killed", "primary frozen 50 s"}
 
+// haOptions say what the ha suite measures: every scenario and Patroni
+// beside pgherd for the results file, a subset when investigating.
+type haOptions struct {
+	trials    int
+	scenarios []string
+	peer      bool
+}
+
 // haTarget is one HA implementation under test.
 type haTarget struct {
 	name    string
@@ -61,7 +69,7 @@ type haResult struct {
 // haSuite returns the results section; partial hands over the section with
 // pgherd's results alone as soon as they are measured, so that they are
 // written even if the Patroni half never ends.
-func haSuite(ctx context.Context, log *slog.Logger, bin, work string, trials int, keep bool, partial func(string) error) (string, error) {
+func haSuite(ctx context.Context, log *slog.Logger, bin, work string, o haOptions, keep bool, partial func(string) error) (string, error) {
 	l, err := lab.Up(ctx, lab.Config{Name: haLabName, Hosts: 4, Subnet: haLabNet + "0/24", Dir: filepath.Join(work, "labha2"), Log: log})
 	if err != nil {
 		return "", err
@@ -79,14 +87,17 @@ func haSuite(ctx context.Context, log *slog.Logger, bin, work string, trials int
 	if _, err := timed(apply); err != nil {
 		return "", err
 	}
-	b := &haBench{lab: l, log: log, url: fmt.Sprintf("postgres://postgres:%s@%s100:%d/postgres?sslmode=disable&connect_timeout=2", haSuperPW, haLabNet, haPrimary)}
+	b := &haBench{lab: l, log: log, scenarios: o.scenarios, url: fmt.Sprintf("postgres://postgres:%s@%s100:%d/postgres?sslmode=disable&connect_timeout=2", haSuperPW, haLabNet, haPrimary)}
 	pgherdTarget := haTarget{name: "pgherd", dataDir: "/var/lib/postgresql/15/main", unit: "pgherd-agent", token: haAPIToken}
-	ours, err := b.measure(ctx, pgherdTarget, trials)
+	ours, err := b.measure(ctx, pgherdTarget, o.trials)
 	if err != nil {
 		return "", fmt.Errorf("pgherd: %w", err)
 	}
 	ours.settings = haSettings(spec)
-	if err := partial(haReport(trials, ours) + "\nPatroni: being measured.\n"); err != nil {
+	if !o.peer {
+		return haReport(o.trials, ours) + "\nPatroni: not measured in this run (-ha-patroni=false).\n", nil
+	}
+	if err := partial(haReport(o.trials, ours) + "\nPatroni: being measured.\n"); err != nil {
 		return "", err
 	}
 
@@ -94,16 +105,16 @@ func haSuite(ctx context.Context, log *slog.Logger, bin, work string, trials int
 	if err := b.installPatroni(ctx); err != nil {
 		// pgherd's numbers stand on their own: write them with the reason.
 		log.Error("ha: patroni", "err", err)
-		return haReport(trials, ours) + fmt.Sprintf("\nPatroni could not be measured in this run: %s\n", firstLine(err)), nil
+		return haReport(o.trials, ours) + fmt.Sprintf("\nPatroni could not be measured in this run: %s\n", firstLine(err)), nil
 	}
 	patroniTarget := haTarget{name: "Patroni " + b.patroniVersion, dataDir: patroniDataDir, unit: "patroni"}
-	theirs, err := b.measure(ctx, patroniTarget, trials)
+	theirs, err := b.measure(ctx, patroniTarget, o.trials)
 	if err != nil {
 		log.Error("ha: patroni", "err", err)
-		return haReport(trials, ours) + fmt.Sprintf("\nPatroni could not be measured in this run: %s\n", firstLine(err)), nil
+		return haReport(o.trials, ours) + fmt.Sprintf("\nPatroni could not be measured in this run: %s\n", firstLine(err)), nil
 	}
 	theirs.settings = fmt.Sprintf("ttl %d s, loop_wait %d s, retry_timeout %d s (the minimums Patroni accepts)", patroniTTL, patroniLoopWait, patroniRetryTimeout)
-	return haReport(trials, ours, theirs), nil
+	return haReport(o.trials, ours, theirs), nil
 }
 
 func firstLine(err error) string {
@@ -130,6 +141,7 @@ type haBench struct {
 	lab            *lab.Lab
 	log            *slog.Logger
 	url            string
+	scenarios      []string // of haScenarios, in the order given
 	patroniVersion string
 }
 
@@ -167,7 +179,7 @@ func (b *haBench) measure(ctx context.Context, t haTarget, trials int) (*haResul
 
 	lost := map[int64]bool{}
 	for trial := 1; trial <= trials; trial++ {
-		for _, sc := range haScenarios {
+		for _, sc := range b.scenarios {
 			b.log.Info("ha: scenario", "target", t.name, "scenario", sc, "trial", trial)
 			gap, n, err := b.scenario(ctx, t, w, sc, lost)
 			if err != nil {

@@ -52,17 +52,27 @@ func main() {
 	hosts := flag.String("hosts", "3,30", "host counts for the converge suite")
 	runs := flag.Int("runs", 5, "measured runs per figure (median reported)")
 	keep := flag.Bool("keep", false, "leave the lab up afterwards")
-	haTrials := flag.Int("ha-trials", 3, "trials of each scenario of the ha suite")
+	var ha haOptions
+	flag.IntVar(&ha.trials, "ha-trials", 3, "trials of each scenario of the ha suite")
+	haScenarioList := flag.String("ha-scenarios", strings.Join(haScenarios, ","), "the ha suite's scenarios to run, comma-separated (a subset is for investigating: write it elsewhere than the results file)")
+	flag.BoolVar(&ha.peer, "ha-patroni", true, "the ha suite also measures Patroni")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx := context.Background()
-	if err := run(ctx, log, *out, strings.Split(*suites, ","), *hosts, *runs, *haTrials, *keep); err != nil {
+	for _, sc := range strings.Split(*haScenarioList, ",") {
+		if !slices.Contains(haScenarios, sc) {
+			fmt.Fprintf(os.Stderr, "bench: -ha-scenarios: unknown scenario %q (known: %s)\n", sc, strings.Join(haScenarios, ", "))
+			os.Exit(2)
+		}
+		ha.scenarios = append(ha.scenarios, sc)
+	}
+	if err := run(ctx, log, *out, strings.Split(*suites, ","), *hosts, *runs, ha, *keep); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, log *slog.Logger, out string, suites []string, hostList string, runs, haTrials int, keep bool) error {
+func run(ctx context.Context, log *slog.Logger, out string, suites []string, hostList string, runs int, ha haOptions, keep bool) error {
 	work, err := os.MkdirTemp("", "pgherd-bench-")
 	if err != nil {
 		return err
@@ -117,7 +127,7 @@ func run(ctx context.Context, log *slog.Logger, out string, suites []string, hos
 				return err
 			}
 		case "ha":
-			section, err := haSuite(ctx, log, bin, work, haTrials, keep, func(partial string) error {
+			section, err := haSuite(ctx, log, bin, work, ha, keep, func(partial string) error {
 				return results.WriteSection(out, "ha", partial)
 			})
 			if err != nil {
