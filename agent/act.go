@@ -43,8 +43,14 @@ func (a *Agent) do(ctx context.Context, v ha.View, act ha.Action) error {
 	case ha.Demote:
 		a.checkpointBeforeStop(ctx, "switchover")
 		// A clean shutdown: the standbys receive every WAL record, and the
-		// leader key stays ours until the target has replayed it all.
-		return a.pg.Stop(ctx, pg.Fast)
+		// leader key stays ours until the target has replayed it all. The
+		// next pass runs at once, from the shutdown checkpoint, not after
+		// the archiver's last push (pg.ShutDown).
+		if err := a.pg.ShutDown(ctx); err != nil {
+			return err
+		}
+		a.poke()
+		return nil
 	case ha.StopPostgres:
 		return a.pg.Stop(ctx, pg.Fast)
 	case ha.RestartPostgres:

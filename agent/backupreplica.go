@@ -56,7 +56,7 @@ func (a *Agent) restoreReplica(ctx context.Context, moveAside bool) error {
 	if err != nil {
 		return err
 	}
-	if err := a.pg.InstallDataDir(dir, moveAside); err != nil {
+	if err := a.pg.InstallDataDir(ctx, dir, moveAside); err != nil {
 		return err
 	}
 	installed = true

@@ -175,7 +175,7 @@ func (i *Instance) Start(ctx context.Context) error {
 	if !ok {
 		return fmt.Errorf("pg: start %s: %w", i.DataDir, ErrNotInitialized)
 	}
-	if pid, err := i.postmasterPID(); err != nil || pid != 0 {
+	if pid, err := i.runningPID(ctx); err != nil || pid != 0 {
 		return err
 	}
 	if err := i.ensureInclude(); err != nil {

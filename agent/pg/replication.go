@@ -32,7 +32,7 @@ type CloneOptions struct {
 // It does not configure or start the standby: call ConfigureStandby and
 // Start next.
 func (i *Instance) Clone(ctx context.Context, from ConnInfo, opts CloneOptions) error {
-	if err := i.clearDataDir("clone into", opts.MoveAside); err != nil {
+	if err := i.clearDataDir(ctx, "clone into", opts.MoveAside); err != nil {
 		return err
 	}
 	if err := i.mkdirOwned(i.DataDir, 0o700); err != nil {
@@ -69,8 +69,8 @@ func (i *Instance) Clone(ctx context.Context, from ConnInfo, opts CloneOptions) 
 // directory is absent or empty; a non-empty one is renamed to
 // DataDir.pgherd-old-<time> when moveAside (never deleted), else
 // ErrDataDirNotEmpty.
-func (i *Instance) clearDataDir(what string, moveAside bool) error {
-	if pid, err := i.postmasterPID(); err != nil || pid != 0 {
+func (i *Instance) clearDataDir(ctx context.Context, what string, moveAside bool) error {
+	if pid, err := i.runningPID(ctx); err != nil || pid != 0 {
 		if err == nil {
 			err = fmt.Errorf("pg: %s %s: %w", what, i.DataDir, ErrRunning)
 		}
@@ -115,8 +115,8 @@ func (i *Instance) StagingDir() (string, error) {
 // unless moveAside; dir must be on the same file system as the data
 // directory's parent (a data directory that is a mount point cannot be
 // replaced this way).
-func (i *Instance) InstallDataDir(dir string, moveAside bool) error {
-	if err := i.clearDataDir("install into", moveAside); err != nil {
+func (i *Instance) InstallDataDir(ctx context.Context, dir string, moveAside bool) error {
+	if err := i.clearDataDir(ctx, "install into", moveAside); err != nil {
 		return err
 	}
 	if err := os.Rename(dir, i.DataDir); err != nil {
@@ -203,7 +203,7 @@ var rewindKeep = []string{"postgresql.conf", "postgresql.auto.conf", "pg_hba.con
 // required"). Call ConfigureStandby or Demote next: the rewound directory
 // must start as a standby.
 func (i *Instance) Rewind(ctx context.Context, source ConnInfo) (rerr error) {
-	if pid, err := i.postmasterPID(); err != nil || pid != 0 {
+	if pid, err := i.runningPID(ctx); err != nil || pid != 0 {
 		if err == nil {
 			err = fmt.Errorf("pg: rewind %s: %w", i.DataDir, ErrRunning)
 		}

@@ -40,7 +40,8 @@ type State string
 const (
 	// StateUninitialized: no cluster in the data directory.
 	StateUninitialized State = "uninitialized"
-	// StateStopped: no postmaster; the fields then come from pg_controldata.
+	// StateStopped: no postmaster, or one past its shutdown checkpoint
+	// (Exiting); the fields then come from pg_controldata.
 	StateStopped State = "stopped"
 	// StateStarting: a postmaster runs but refuses connections (starting,
 	// crash recovery, a standby not yet consistent, shutting down).
@@ -52,7 +53,10 @@ const (
 // Status is one observation of the local PostgreSQL.
 type Status struct {
 	State State
-	PID   int // postmaster pid; 0 when stopped
+	PID   int // postmaster pid; 0 when stopped, unless Exiting
+	// Exiting: stopped, but the postmaster (PID) still finishes its
+	// archiving after the shutdown checkpoint (see ShutDown).
+	Exiting bool
 	// ConnError is why a running postmaster did not answer (StateStarting).
 	ConnError string
 	// Incomplete names the operation (pg_rewind, pg_basebackup) that
@@ -144,6 +148,9 @@ func (i *Instance) Status(ctx context.Context) (Status, error) {
 	if st.PID == 0 {
 		return i.stoppedStatus(ctx)
 	}
+	if i.shutDownExiting(st.PID) {
+		return i.exitingStatus(ctx, st.PID)
+	}
 	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	conn, err := i.connect(cctx)
@@ -205,12 +212,8 @@ func (i *Instance) replayTimeline(ctx context.Context) (uint32, error) {
 
 // stoppedStatus reads pg_controldata.
 func (i *Instance) stoppedStatus(ctx context.Context) (Status, error) {
-	st := Status{State: StateStopped}
-	cd, err := i.ControlData(ctx)
+	st, err := i.controlStatus(ctx)
 	if err != nil {
-		return st, err
-	}
-	if err := cd.fill(&st); err != nil {
 		return st, err
 	}
 	// The postmaster may have started between the two looks; say so rather
@@ -219,6 +222,16 @@ func (i *Instance) stoppedStatus(ctx context.Context) (Status, error) {
 		st.State, st.PID = StateStarting, pid
 	}
 	return st, nil
+}
+
+// controlStatus is a stopped status filled from pg_controldata.
+func (i *Instance) controlStatus(ctx context.Context) (Status, error) {
+	st := Status{State: StateStopped}
+	cd, err := i.ControlData(ctx)
+	if err != nil {
+		return st, err
+	}
+	return st, cd.fill(&st)
 }
 
 // ControlData is pg_controldata's output, by label.
