@@ -35,8 +35,8 @@ type HAProxyConfig struct {
 	// Members are the database hosts, in a stable order.
 	Members []Backend
 	// Check tunes the health checks; zero fields take tight LAN defaults
-	// (inter 1s, fall 2, rise 1, fastinter 500ms, downinter 250ms: a
-	// member that becomes primary is found within a quarter second).
+	// (inter 1s, fall 2, rise 1, fastinter 500ms, downinter 100ms: a
+	// member that becomes primary is found within a tenth of a second).
 	Check HAProxyCheck
 	// MaxConn is haproxy's global connection limit (default 1000).
 	MaxConn int
@@ -83,7 +83,7 @@ func (c HAProxyConfig) withDefaults() HAProxyConfig {
 	}
 	defDur(&c.Check.Inter, time.Second)
 	defDur(&c.Check.FastInter, 500*time.Millisecond)
-	defDur(&c.Check.DownInter, min(c.Check.Inter, 250*time.Millisecond))
+	defDur(&c.Check.DownInter, min(c.Check.Inter, 100*time.Millisecond))
 	if c.Bind == "" {
 		c.Bind = "*"
 	}
@@ -172,7 +172,7 @@ func haHostPort(host string, port int) string {
 // mode; each listen section checks every member with an HTTP GET on the
 // agent's port (/primary or /replica) and expects 200, so exactly the
 // members in that role receive traffic. Checks are tight (inter 1s, fall 2,
-// rise 1 by default, a server down checked every 250 ms) and a server marked
+// rise 1 by default, a server down checked every 100 ms) and a server marked
 // down has its sessions shut (on-marked-down shutdown-sessions), so clients
 // of a demoted primary are cut at once instead of writing into a read-only
 // server. A server that refuses a client's connection (a primary that has
