@@ -47,7 +47,7 @@ func Decide(v View) Decision {
 
 // SwitchoverPoll is how often the leader and the target of a switchover
 // pass while it is carried out.
-const SwitchoverPoll = 50 * time.Millisecond
+const SwitchoverPoll = 25 * time.Millisecond
 
 // switchoverInFlight: a switchover is requested and due, and this member
 // holds the leader key or is its target.
