@@ -61,7 +61,11 @@ func (a *Agent) do(ctx context.Context, v ha.View, act ha.Action) error {
 		a.checkpointBeforeStop(ctx, "restart")
 		return a.renewingWhile(ctx, a.pg.Restart)
 	case ha.Promote:
-		if err := a.renewingWhile(ctx, a.pg.Promote); err != nil {
+		err := a.renewingWhile(ctx, a.pg.Promote)
+		if a.wal != nil {
+			a.wal.history.forget()
+		}
+		if err != nil {
 			return err
 		}
 		// The next pass, at once, tells HAProxy (the API's /primary) that

@@ -58,6 +58,8 @@ type Agent struct {
 	// backupCfg is the backup configuration in force, for the WAL socket
 	// (walsocket.go), which serves from its own goroutines.
 	backupCfg atomic.Pointer[BackupConfig]
+	// wal serves the WAL socket (walsocket.go).
+	wal *walServer
 
 	// actMu serializes the loop's actions with the API's restart/reload.
 	actMu sync.Mutex
@@ -261,6 +263,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.backupCfg.Store(a.cfg.Backup)
 	walCtx, stopWAL := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWAL()
+	a.wal = &walServer{log: a.log.With("component", "wal"), cfg: a.backupCfg.Load}
 	go a.serveWAL(walCtx)
 
 	go func() {
@@ -340,6 +343,7 @@ func (a *Agent) pass(ctx context.Context) (ha.Decision, bool) {
 		return ha.Decision{}, true
 	}
 	dec := ha.Decide(v)
+	a.lookUpHistoryAhead(v)
 	// Each decision is logged with its reason when it differs from the
 	// previous pass's; a steady state (renewing, replicating) is not
 	// repeated every loop_wait.

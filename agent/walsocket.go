@@ -103,6 +103,8 @@ type walServer struct {
 	stores     *backup.Stores
 	storesFrom *BackupConfig // the configuration stores were made from
 	busy       int           // requests being served
+
+	history historyAhead // history files looked up ahead (history.go)
 }
 
 // serve listens on sock until ctx ends. A stale socket file from an
@@ -169,8 +171,12 @@ func (s *walServer) handle(ctx context.Context, c net.Conn) {
 	}
 }
 
-// fetch runs one wal-fetch on the kept repositories.
+// fetch runs one wal-fetch on the kept repositories, or from the
+// history files looked up ahead.
 func (s *walServer) fetch(ctx context.Context, name, dest string) error {
+	if ok, err := s.serveHistory(name, dest); ok {
+		return err
+	}
 	ss, b, err := s.kept()
 	if err != nil {
 		return err
@@ -224,8 +230,7 @@ func (a *Agent) serveWAL(ctx context.Context) {
 		a.log.Warn("wal socket: no run directory", "err", err)
 		return
 	}
-	s := &walServer{log: a.log.With("component", "wal"), cfg: a.backupCfg.Load}
-	if err := s.serve(ctx, WALSocket(a.cfg.RunDir)); err != nil {
+	if err := a.wal.serve(ctx, WALSocket(a.cfg.RunDir)); err != nil {
 		a.log.Warn("wal socket", "err", err)
 	}
 }
