@@ -372,18 +372,18 @@ func (u *majorUpgrade) preflight(ctx context.Context, rollback bool) error {
 	}
 	script.Reset()
 	for _, r := range rows {
-		i := u.db(r[2])
-		if i < 0 {
-			continue
-		}
 		switch r[0] {
-		case "db":
-			u.dbs[i].newExists, u.dbs[i].newReadOnly = true, r[4] == "t"
-			script.WriteString(psqlConnect(r[2]))
-			fmt.Fprintf(&script, "SELECT 'tables', %s, count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "+
-				"WHERE c.relkind IN ('r', 'p') AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%%';\n", sqlString(r[2]))
-		case "sub":
-			u.dbs[i].sub = r[3]
+		case "db": // db, oid, name, owner, read-only
+			if i := u.db(r[2]); i >= 0 {
+				u.dbs[i].newExists, u.dbs[i].newReadOnly = true, r[4] == "t"
+				script.WriteString(psqlConnect(r[2]))
+				fmt.Fprintf(&script, "SELECT 'tables', %s, count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "+
+					"WHERE c.relkind IN ('r', 'p') AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%%';\n", sqlString(r[2]))
+			}
+		case "sub": // sub, name, enabled or disabled
+			if i := u.db(r[1]); i >= 0 {
+				u.dbs[i].sub = r[2]
+			}
 		}
 	}
 	if script.Len() > 0 {

@@ -197,7 +197,7 @@ func TestMajorUpgrade(t *testing.T) {
 	if r.Code != 0 || !strings.Contains(r.Stdout, "The switch is done already") {
 		t.Fatalf("a run after the switch: want exit 0 and nothing to do, got exit %d", r.Code)
 	}
-	if n := sql(t, primary.Name, OldVersion, "postgres", "SELECT count(*) FROM pg_replication_slots"); n != "0" {
+	if n := sql(t, primary.Name, OldVersion, "postgres", "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'pgherd\\_upgrade%'"); n != "0" {
 		t.Errorf("%s replication slots left on the old primary", n)
 	}
 
