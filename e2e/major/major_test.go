@@ -178,8 +178,9 @@ func TestMajorUpgrade(t *testing.T) {
 		t.Fatalf("%d of %d acknowledged writes are missing on the new cluster: %v", len(missing), len(acks), missing)
 	}
 	gap := w.MaxGap(mark)
-	t.Logf("major upgrade %d → %d: downtime reported by pgherd %s; the client's longest write gap %s; %d acknowledged writes, none lost",
-		OldVersion, NewVersion, m[1], gap.Round(time.Millisecond), len(acks))
+	t.Logf("major upgrade %s → %s: downtime reported by pgherd %s; the client's longest write gap %s; %d acknowledged writes, none lost",
+		sql(t, primary.Name, OldVersion, "postgres", "SHOW server_version"), sql(t, newHost, NewVersion, "postgres", "SHOW server_version"),
+		m[1], gap.Round(time.Millisecond), len(acks))
 	if gap <= 0 {
 		t.Error("no write gap recorded")
 	}
