@@ -39,3 +39,25 @@ GRANT app TO "Report" GRANTED BY postgres;
 		t.Errorf("created %q, want the one role the new cluster lacks", created)
 	}
 }
+
+func TestUpgradeSwitched(t *testing.T) {
+	done := upgradeDB{name: "app", oldReadOnly: true, newExists: true}
+	for _, tc := range []struct {
+		name string
+		dbs  []upgradeDB
+		want bool
+	}{
+		{"no database", nil, false},
+		{"switched", []upgradeDB{done, {name: "postgres", oldReadOnly: true, newExists: true}}, true},
+		{"old still writable", []upgradeDB{done, {name: "postgres", newExists: true}}, false},
+		{"new still read-only", []upgradeDB{done, {name: "postgres", oldReadOnly: true, newExists: true, newReadOnly: true}}, false},
+		{"subscription left", []upgradeDB{done, {name: "postgres", oldReadOnly: true, newExists: true, sub: "disabled"}}, false},
+		{"database missing on the new cluster", []upgradeDB{done, {name: "postgres", oldReadOnly: true}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := (&majorUpgrade{dbs: tc.dbs}).switched(); got != tc.want {
+				t.Errorf("switched() = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
