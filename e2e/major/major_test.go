@@ -146,6 +146,19 @@ func TestMajorUpgrade(t *testing.T) {
 		t.Fatalf("the first run was not interrupted while it prepared (interrupted %v, exit %d)", ir.Interrupted, ir.Code)
 	}
 
+	// A switch whose last writes do not arrive in time (here: no time at
+	// all) leaves the old cluster writable, and the writes go on there.
+	r = pgherd(t, dir, append(upgrade, "--switch-timeout", "1ns", "-auto-approve")...)
+	if r.Code == 0 || !strings.Contains(r.Stderr, "the old cluster is writable again, nothing switched") {
+		t.Fatalf("a switch that timed out: want exit 1 and the old cluster writable again, got exit %d", r.Code)
+	}
+	if v := sql(t, primary.Name, OldVersion, "app", "SHOW default_transaction_read_only"); v != "off" {
+		t.Fatalf("after a switch that timed out the old cluster is read-only (%s)", v)
+	}
+	if err := w.WaitAcks(ctx, w.Mark(), 10); err != nil {
+		t.Fatal(err)
+	}
+
 	mark := w.Mark()
 	r = pgherd(t, dir, append(upgrade, "-auto-approve")...)
 	if r.Code != 0 {
