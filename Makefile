@@ -15,11 +15,11 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/pgherd
 
-# The lab suites of day-2 procedures, migration and the short chaos soak
+# The lab suites of day-2 procedures, migration, the major upgrade and the short chaos soak
 # each bring up a lab of their own: they run one after another, after the
 # rest, so that no two HA clusters share the machine's cores.
-SUITES := ./e2e/day2 ./e2e/migrate ./e2e/chaos
-CORE    = $(shell $(GO) list ./... | grep -v -e /e2e/chaos -e /e2e/day2 -e /e2e/migrate)
+SUITES := ./e2e/day2 ./e2e/migrate ./e2e/major ./e2e/chaos
+CORE    = $(shell $(GO) list ./... | grep -v -e /e2e/chaos -e /e2e/day2 -e /e2e/migrate -e /e2e/major)
 
 ## test: everything — unit, integration (real sshd, PostgreSQL, etcd), the lab e2e suite,
 ## the day-2 and migration scenarios and a short chaos soak.
@@ -27,7 +27,7 @@ test: lint
 	PGHERD_E2E=1 $(GO) test -p 2 -timeout 25m $(CORE)
 	PGHERD_E2E=1 $(GO) test -p 1 -timeout 40m $(SUITES)
 
-## e2e-extended: only the day-2, migration and short chaos suites.
+## e2e-extended: only the day-2, migration, major-upgrade and short chaos suites.
 e2e-extended:
 	PGHERD_E2E=1 $(GO) test -p 1 -timeout 40m -v $(SUITES)
 
