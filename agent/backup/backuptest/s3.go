@@ -1,5 +1,6 @@
 // Package backuptest runs, for one test, the servers the backup tests store
-// into: an S3 API server (versitygw) on a free loopback port.
+// into, an S3 API server (versitygw) on a free loopback port, and the
+// PostgreSQL servers they back up and restore (postgres.go).
 package backuptest
 
 import (
