@@ -6,7 +6,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"net"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgherd/pgherd/agent/pg"
+	"github.com/pgherd/pgherd/internal/porttest"
 )
 
 // PGBinDir holds the PostgreSQL 15 binaries the tests run.
@@ -120,21 +120,10 @@ func (d *PGDir) Instance(t testing.TB, name string) *pg.Instance {
 	t.Helper()
 	dir := d.Mkdir(t, name)
 	i := &pg.Instance{Name: name, BinDir: PGBinDir, DataDir: filepath.Join(dir, "data"), SocketDir: dir,
-		Port: FreePort(t), ListenAddresses: "127.0.0.1", User: "postgres",
+		Port: porttest.Free(t), ListenAddresses: "127.0.0.1", User: "postgres",
 		Log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	t.Cleanup(func() { i.Stop(context.Background(), pg.Immediate) })
 	return i
-}
-
-// FreePort returns a loopback TCP port free right now.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // ConnString reaches i's database postgres as the user postgres over its
