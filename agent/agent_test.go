@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/user"
@@ -23,6 +22,7 @@ import (
 	"github.com/pgherd/pgherd/agent/api"
 	"github.com/pgherd/pgherd/agent/dcs/etcdtest"
 	"github.com/pgherd/pgherd/agent/pg"
+	"github.com/pgherd/pgherd/internal/porttest"
 	"github.com/pgherd/pgherd/internal/tlstest"
 )
 
@@ -68,16 +68,6 @@ func (c *testCluster) httpClient() *http.Client {
 		cl.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}
 	}
 	return cl
-}
-
-func freePortOn(t *testing.T, addr string) int {
-	t.Helper()
-	l, err := net.Listen("tcp", addr+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // newTestCluster prepares n members (not started) against a real etcd.
@@ -136,7 +126,7 @@ func newCluster(t *testing.T, n int, ca *tlstest.CA, mod func(*Config)) *testClu
 		cfg := &Config{Cluster: "test", Name: name, Address: addr, RunDir: filepath.Join(dir, "run")}
 		cfg.Postgres.BinDir = testBinDir
 		cfg.Postgres.DataDir = filepath.Join(dir, "data")
-		cfg.Postgres.Port = freePortOn(t, addr)
+		cfg.Postgres.Port = porttest.FreeOn(t, addr)
 		cfg.Postgres.SocketDir = dir
 		cfg.Postgres.Listen = addr
 		cfg.Postgres.OSUser = "postgres"
@@ -146,7 +136,7 @@ func newCluster(t *testing.T, n int, ca *tlstest.CA, mod func(*Config)) *testClu
 		cfg.Postgres.HBA = "local all all trust\nhost replication replicator 127.0.0.0/8 scram-sha-256\nhost all all 127.0.0.0/8 scram-sha-256\n"
 		cfg.Postgres.Parameters = map[string]string{"shared_buffers": "16MB", "max_connections": "30"}
 		cfg.Etcd.Endpoints = etcd.Endpoints()
-		cfg.API.Listen = fmt.Sprintf("%s:%d", addr, freePortOn(t, addr))
+		cfg.API.Listen = fmt.Sprintf("%s:%d", addr, porttest.FreeOn(t, addr))
 		cfg.API.Token = "api-token"
 		cfg.HA.TTL.Duration = 3 * time.Second
 		cfg.HA.LoopWait.Duration = time.Second

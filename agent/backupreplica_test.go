@@ -5,16 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/pgherd/pgherd/agent/backup"
+	"github.com/pgherd/pgherd/agent/backup/backuptest"
 )
 
 // TestMain lets PostgreSQL run this test binary as its archive_command and
@@ -61,40 +59,14 @@ func walHelper(cfgJSON string, args []string) int {
 // restores the repository's latest backup (not a copy of the primary),
 // replays the archive, and then streams from the primary.
 func TestReplicaFromBackup(t *testing.T) {
-	var bcfg *BackupConfig
-	var helper string
+	// The repository and the helper, in a directory postgres can reach.
+	d := backuptest.NewPGDir(t)
+	helper := d.CopySelf(t, "helper")
+	bcfg := &BackupConfig{Repositories: []BackupRepository{{Type: RepoPath, Path: d.Mkdir(t, "repo")}}, CreateReplicaFromBackup: true}
+	if err := bcfg.Check(); err != nil {
+		t.Fatal(err)
+	}
 	c := newTestCluster(t, 2, func(cfg *Config) {
-		if bcfg == nil {
-			// The repository and the helper, in a directory postgres can
-			// reach (the members' base directory is not made yet).
-			dir, err := os.MkdirTemp("", "pgherd-agent-repo-")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { os.RemoveAll(dir) })
-			os.Chmod(dir, 0o755)
-			repo := filepath.Join(dir, "repo")
-			if err := os.Mkdir(repo, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			chownPostgres(t, repo)
-			self, err := os.Executable()
-			if err != nil {
-				t.Fatal(err)
-			}
-			helper = filepath.Join(dir, "helper")
-			data, err := os.ReadFile(self)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(helper, data, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			bcfg = &BackupConfig{Repositories: []BackupRepository{{Type: RepoPath, Path: repo}}, CreateReplicaFromBackup: true}
-			if err := bcfg.Check(); err != nil {
-				t.Fatal(err)
-			}
-		}
 		js, err := json.Marshal(bcfg)
 		if err != nil {
 			t.Fatal(err)
@@ -115,14 +87,7 @@ func TestReplicaFromBackup(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Made as root: PostgreSQL's archive_command runs as postgres.
-	if err := filepath.WalkDir(bcfg.Repositories[0].Path, func(p string, _ fs.DirEntry, err error) error {
-		if err == nil {
-			chownPostgres(t, p)
-		}
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	d.ChownTree(t, bcfg.Repositories[0].Path)
 
 	c.start("node1")
 	if leader := c.waitRoles(90 * time.Second); leader != "node1" {
@@ -198,17 +163,4 @@ func TestReplicaFromBackup(t *testing.T) {
 			t.Errorf("socket %s: %v %v, want mode 0600", sock, fi.Mode(), err)
 		}
 	})
-}
-
-func chownPostgres(t *testing.T, path string) {
-	t.Helper()
-	u, err := user.Lookup("postgres")
-	if err != nil {
-		t.Fatal(err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	if err := os.Chown(path, uid, gid); err != nil {
-		t.Fatal(err)
-	}
 }

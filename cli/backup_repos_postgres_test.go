@@ -30,8 +30,8 @@ func TestBackupPostgresRepositories(t *testing.T) {
 	if err := s3.CreateBucket(ctx); err != nil {
 		t.Fatal(err)
 	}
-	p := e.instance(t, "primary")
-	local := e.mkdir(t, "local")
+	p := e.Instance(t, "primary")
+	local := e.Mkdir(t, "local")
 	config := e.config(t, p, map[string]any{
 		"repositories": []any{
 			map[string]any{"name": "local", "type": "path", "path": local, "retention": map[string]int{"full": 1}},
@@ -39,7 +39,7 @@ func TestBackupPostgresRepositories(t *testing.T) {
 				"prefix": "demo/", "access_key": backuptest.S3AccessKey, "secret_key": backuptest.S3SecretKey}},
 		},
 		"encryption_passphrase": "one passphrase for both",
-		"compression_level":     1, "spool_dir": e.mkdir(t, "spool"),
+		"compression_level":     1, "spool_dir": e.Mkdir(t, "spool"),
 	})
 
 	run, step := mustRun, steps(t)
@@ -52,7 +52,7 @@ func TestBackupPostgresRepositories(t *testing.T) {
 				t.Fatalf("backup init does not say %q:\n%s", want, out)
 			}
 		}
-		chownTree(t, local, e.uid, e.gid)
+		e.ChownTree(t, local)
 		c = e.startArchiving(t, outer, p, config)
 	})
 	step("backup into the second repository", func(t *testing.T) {
@@ -73,8 +73,8 @@ func TestBackupPostgresRepositories(t *testing.T) {
 		}
 	})
 	step("WAL goes to both", func(t *testing.T) {
-		pgExec(t, c, "INSERT INTO t SELECT g, 'after backup' FROM generate_series(1001, 1500) g")
-		switchAndArchive(t, c)
+		backuptest.Exec(t, c, "INSERT INTO t SELECT g, 'after backup' FROM generate_series(1001, 1500) g")
+		backuptest.SwitchAndArchive(t, c)
 		out := run(t, "backup", "verify", "--config", config)
 		if strings.Count(out, ": no problem.") != 2 {
 			t.Fatalf("backup verify: %s", out)
@@ -86,7 +86,7 @@ func TestBackupPostgresRepositories(t *testing.T) {
 		}
 	})
 	step("restore from the repository that has a backup", func(t *testing.T) {
-		r := e.instance(t, "restored")
+		r := e.Instance(t, "restored")
 		code, _, errs := pgherdRun(t, "restore", "--config", config, "--data-dir", r.DataDir, "--repo", "local")
 		if code != 1 || !strings.Contains(errs, "no backup found") {
 			t.Fatalf("restore --repo local, which has no backup: exit %d, %s", code, errs)
@@ -96,7 +96,7 @@ func TestBackupPostgresRepositories(t *testing.T) {
 		if !strings.Contains(out, `Restoring from repository "offsite"`) {
 			t.Errorf("restore does not say it found the backup in offsite:\n%s", out)
 		}
-		if n := pgString(t, recovered(t, r), "SELECT count(*)::text FROM t"); n != "1500" {
+		if n := backuptest.QueryString(t, backuptest.StartRestored(t, r), "SELECT count(*)::text FROM t"); n != "1500" {
 			t.Fatalf("restored rows = %s, want 1500", n)
 		}
 	})
@@ -125,20 +125,6 @@ func TestBackupPostgresRepositories(t *testing.T) {
 			t.Fatalf("backup --all-repos --expire: want %s expired from local and nothing from offsite, got:\n%s", before[0].ID, out)
 		}
 	})
-}
-
-// chownTree gives every file under dir to uid:gid.
-func chownTree(t *testing.T, dir string, uid, gid int) {
-	t.Helper()
-	err := filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Chown(p, uid, gid)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 func regexpMatch(re, s string) bool { return regexp.MustCompile(re).MatchString(s) }

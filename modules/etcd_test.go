@@ -5,13 +5,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgherd/pgherd/internal/porttest"
 )
 
 var etcdMembers = []EtcdPeer{
@@ -93,17 +94,6 @@ func TestEtcdResourcesOrder(t *testing.T) {
 	}
 }
 
-// freePort returns a loopback TCP port free right now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // startEtcd runs a real etcd with the environment RenderEtcdEnv gives for
 // cfg, as Debian's etcd.service would, and waits until it serves clients.
 // The process is killed at the end of the test.
@@ -159,7 +149,7 @@ func TestEtcdMembershipLive(t *testing.T) {
 	}
 	h := localHost{}
 	dir := t.TempDir()
-	cp1, pp1, cp2, pp2 := freePort(t), freePort(t), freePort(t), freePort(t)
+	cp1, pp1, cp2, pp2 := porttest.Free(t), porttest.Free(t), porttest.Free(t), porttest.Free(t)
 	e1 := EtcdPeer{Name: "e1", PeerURL: EtcdPeerURL("127.0.0.1", pp1, false)}
 	e2 := EtcdPeer{Name: "e2", PeerURL: EtcdPeerURL("127.0.0.1", pp2, false)}
 	base := EtcdConfig{Address: "127.0.0.1", Token: "pgherd-test", Heartbeat: 50 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond}

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/pgherd/pgherd/internal/porttest"
 )
 
 // The rows are (setting, unit, vartype) as PostgreSQL 15's pg_settings
@@ -161,7 +163,7 @@ func startPostgres(t *testing.T) pgServer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	s := pgServer{dir: dir, bin: bin, port: freePort(t)}
+	s := pgServer{dir: dir, bin: bin, port: porttest.Free(t)}
 	as := func(args ...string) {
 		t.Helper()
 		out, err := exec.Command("runuser", append([]string{"-u", "postgres", "--"}, args...)...).CombinedOutput()

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgherd/pgherd/agent/backup/backuptest"
 	"github.com/pgherd/pgherd/agent/pg"
 )
 
@@ -24,7 +25,7 @@ func BenchmarkBackup(b *testing.B) {
 		mb = v
 	}
 	e := newPGEnv(b)
-	p := e.instance(b, "bench")
+	p := e.Instance(b, "bench")
 	ctx := b.Context()
 	if err := p.InitDB(ctx, pg.InitOptions{AuthLocal: "trust", AuthHost: "trust", Parameters: map[string]string{
 		"fsync": "off", "shared_buffers": "64MB", "max_wal_size": "4GB", "checkpoint_timeout": "1h"}}); err != nil {
@@ -33,7 +34,7 @@ func BenchmarkBackup(b *testing.B) {
 	if err := p.Start(ctx); err != nil {
 		b.Fatal(err)
 	}
-	c := connect(b, p)
+	c := backuptest.Connect(b, p)
 	// ~ 100 bytes per row on disk.
 	rows := mb << 20 / 100
 	if _, err := c.Exec(ctx, fmt.Sprintf(
@@ -48,7 +49,7 @@ func BenchmarkBackup(b *testing.B) {
 	for _, enc := range []string{"", "bench"} {
 		for _, par := range []int{1, 2, 4} {
 			b.Run(fmt.Sprintf("encrypted=%v/parallel=%d", enc != "", par), func(b *testing.B) {
-				repoDir := filepath.Join(e.base, fmt.Sprintf("repo-%v-%d", enc != "", par))
+				repoDir := filepath.Join(e.Base, fmt.Sprintf("repo-%v-%d", enc != "", par))
 				repo, err := NewLocal(repoDir)
 				if err != nil {
 					b.Fatal(err)
@@ -60,7 +61,7 @@ func BenchmarkBackup(b *testing.B) {
 				b.SetBytes(size)
 				var m *Manifest
 				for b.Loop() {
-					m, err = st.Backup(ctx, BackupOptions{DataDir: p.DataDir, Conn: connString(p),
+					m, err = st.Backup(ctx, BackupOptions{DataDir: p.DataDir, Conn: backuptest.ConnString(p),
 						Type: Full, Parallel: par, ArchiveTimeout: -1})
 					if err != nil {
 						b.Fatal(err)
@@ -96,7 +97,7 @@ func BenchmarkRestore(b *testing.B) {
 		mb = v
 	}
 	e := newPGEnv(b)
-	p := e.instance(b, "bench")
+	p := e.Instance(b, "bench")
 	ctx := b.Context()
 	if err := p.InitDB(ctx, pg.InitOptions{AuthLocal: "trust", AuthHost: "trust", Parameters: map[string]string{
 		"fsync": "off", "shared_buffers": "64MB", "max_wal_size": "4GB", "checkpoint_timeout": "1h", "autovacuum": "off"}}); err != nil {
@@ -105,7 +106,7 @@ func BenchmarkRestore(b *testing.B) {
 	if err := p.Start(ctx); err != nil {
 		b.Fatal(err)
 	}
-	c := connect(b, p)
+	c := backuptest.Connect(b, p)
 	rows := mb << 20 / 100
 	for _, q := range []string{
 		fmt.Sprintf("CREATE TABLE data AS SELECT g AS id, g %% 97 AS k, md5(g::text) AS v FROM generate_series(1, %d) g", rows),
@@ -114,7 +115,7 @@ func BenchmarkRestore(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	repo, err := NewLocal(filepath.Join(e.base, "repo"))
+	repo, err := NewLocal(filepath.Join(e.Base, "repo"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -122,14 +123,14 @@ func BenchmarkRestore(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	full, err := st.Backup(ctx, BackupOptions{DataDir: p.DataDir, Conn: connString(p), Type: Full, ArchiveTimeout: -1})
+	full, err := st.Backup(ctx, BackupOptions{DataDir: p.DataDir, Conn: backuptest.ConnString(p), Type: Full, ArchiveTimeout: -1})
 	if err != nil {
 		b.Fatal(err)
 	}
 	if _, err := c.Exec(ctx, fmt.Sprintf("UPDATE data SET k = k + 1 WHERE id > %d AND id <= %d", rows/2, rows/2+rows/20)); err != nil {
 		b.Fatal(err)
 	}
-	incr, err := st.Backup(ctx, BackupOptions{DataDir: p.DataDir, Conn: connString(p), Type: Incr, ArchiveTimeout: -1})
+	incr, err := st.Backup(ctx, BackupOptions{DataDir: p.DataDir, Conn: backuptest.ConnString(p), Type: Incr, ArchiveTimeout: -1})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -137,7 +138,7 @@ func BenchmarkRestore(b *testing.B) {
 		b.Run(string(m.Type), func(b *testing.B) {
 			b.SetBytes(m.Size)
 			for b.Loop() {
-				dir := filepath.Join(e.base, "restore")
+				dir := filepath.Join(e.Base, "restore")
 				if _, err := st.Restore(ctx, RestoreOptions{BackupID: m.ID, DataDir: dir, Parallel: 2}); err != nil {
 					b.Fatal(err)
 				}
@@ -160,7 +161,7 @@ func BenchmarkBackupIncr(b *testing.B) {
 		mb = v
 	}
 	e := newPGEnv(b)
-	p := e.instance(b, "bench")
+	p := e.Instance(b, "bench")
 	ctx := b.Context()
 	if err := p.InitDB(ctx, pg.InitOptions{AuthLocal: "trust", AuthHost: "trust", Parameters: map[string]string{
 		"fsync": "off", "shared_buffers": "64MB", "max_wal_size": "4GB", "checkpoint_timeout": "1h", "autovacuum": "off"}}); err != nil {
@@ -169,7 +170,7 @@ func BenchmarkBackupIncr(b *testing.B) {
 	if err := p.Start(ctx); err != nil {
 		b.Fatal(err)
 	}
-	c := connect(b, p)
+	c := backuptest.Connect(b, p)
 	rows := mb << 20 / 100
 	for _, q := range []string{
 		fmt.Sprintf("CREATE TABLE data AS SELECT g AS id, g %% 97 AS k, md5(g::text) AS v FROM generate_series(1, %d) g", rows),
@@ -178,7 +179,7 @@ func BenchmarkBackupIncr(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	repo, err := NewLocal(filepath.Join(e.base, "repo"))
+	repo, err := NewLocal(filepath.Join(e.Base, "repo"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -186,7 +187,7 @@ func BenchmarkBackupIncr(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := st.Backup(ctx, BackupOptions{DataDir: p.DataDir, Conn: connString(p), Type: Full, ArchiveTimeout: -1}); err != nil {
+	if _, err := st.Backup(ctx, BackupOptions{DataDir: p.DataDir, Conn: backuptest.ConnString(p), Type: Full, ArchiveTimeout: -1}); err != nil {
 		b.Fatal(err)
 	}
 	b.SetBytes(dirSize(p.DataDir))
@@ -202,7 +203,7 @@ func BenchmarkBackupIncr(b *testing.B) {
 		}
 		time.Sleep(1100 * time.Millisecond) // a new backup ID
 		b.StartTimer()
-		if _, err := st.Backup(ctx, BackupOptions{DataDir: p.DataDir, Conn: connString(p), Type: Incr, ArchiveTimeout: -1}); err != nil {
+		if _, err := st.Backup(ctx, BackupOptions{DataDir: p.DataDir, Conn: backuptest.ConnString(p), Type: Incr, ArchiveTimeout: -1}); err != nil {
 			b.Fatal(err)
 		}
 	}

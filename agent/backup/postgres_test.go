@@ -4,90 +4,32 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"os"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgherd/pgherd/agent/backup/backuptest"
 	"github.com/pgherd/pgherd/agent/pg"
 )
 
-const pgBinDir = "/usr/lib/postgresql/15/bin"
-
-// pgEnv is a directory every user can traverse, with this test binary
+// pgEnv is a directory postgres can traverse, with this test binary
 // copied in as the archive/restore helper and a repository postgres can
 // write to.
 type pgEnv struct {
-	base, helper, repoDir, pass string
-	uid, gid                    int
+	*backuptest.PGDir
+	helper, repoDir, pass string
 }
 
 func newPGEnv(t testing.TB) *pgEnv {
 	t.Helper()
-	if _, err := os.Stat(filepath.Join(pgBinDir, "postgres")); err != nil {
-		t.Skipf("PostgreSQL 15 is not installed (apt-get install postgresql-15): %v", err)
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("the PostgreSQL tests run as root (binaries run as postgres)")
-	}
-	u, err := user.Lookup("postgres")
-	if err != nil {
-		t.Skipf("no postgres user: %v", err)
-	}
-	e := &pgEnv{pass: "test passphrase"}
-	e.uid, _ = strconv.Atoi(u.Uid)
-	e.gid, _ = strconv.Atoi(u.Gid)
-	e.base, err = os.MkdirTemp("", "pgherd-backup-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(e.base, 0o755)
-	t.Cleanup(func() { os.RemoveAll(e.base) })
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.helper = filepath.Join(e.base, "helper")
-	copyFileTo(t, self, e.helper, 0o755)
-	e.repoDir = e.mkdir(t, "repo")
-	return e
-}
-
-func copyFileTo(t testing.TB, src, dst string, mode os.FileMode) {
-	t.Helper()
-	in, err := os.Open(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// mkdir makes a directory owned by postgres.
-func (e *pgEnv) mkdir(t testing.TB, name string) string {
-	p := filepath.Join(e.base, name)
-	if err := os.MkdirAll(p, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	os.Chown(p, e.uid, e.gid)
-	return p
+	d := backuptest.NewPGDir(t)
+	return &pgEnv{PGDir: d, helper: d.CopySelf(t, "helper"), repoDir: d.Mkdir(t, "repo"), pass: "test passphrase"}
 }
 
 // command is an archive_command or restore_command running the helper.
@@ -96,122 +38,30 @@ func (e *pgEnv) command(verb, spool string, args string) string {
 		e.repoDir, e.pass, spool, e.helper, verb, args)
 }
 
-func freeTCPPort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func (e *pgEnv) instance(t testing.TB, name string) *pg.Instance {
-	dir := e.mkdir(t, name)
-	i := &pg.Instance{Name: name, BinDir: pgBinDir, DataDir: filepath.Join(dir, "data"), SocketDir: dir,
-		Port: freeTCPPort(t), ListenAddresses: "127.0.0.1", User: "postgres",
-		Log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))}
-	t.Cleanup(func() { i.Stop(context.Background(), pg.Immediate) })
-	return i
-}
-
-func connString(i *pg.Instance) string {
-	return fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres", i.SocketDir, i.Port)
-}
-
-func connect(t testing.TB, i *pg.Instance) *pgx.Conn {
-	t.Helper()
-	c, err := pgx.Connect(t.Context(), connString(i))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(context.Background()) })
-	return c
-}
-
-func mustExec(t testing.TB, c *pgx.Conn, sql string, args ...any) {
-	t.Helper()
-	if _, err := c.Exec(t.Context(), sql, args...); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-}
-
-func queryString(t testing.TB, c *pgx.Conn, sql string) string {
-	t.Helper()
-	var s string
-	if err := c.QueryRow(t.Context(), sql).Scan(&s); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-	return s
-}
-
-// waitArchivedUpTo switches WAL and waits until the segment holding
-// everything so far is archived.
-func waitArchivedUpTo(t *testing.T, c *pgx.Conn) {
-	t.Helper()
-	seg := queryString(t, c, "SELECT pg_walfile_name(pg_switch_wal())")
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		last := queryString(t, c, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")
-		if last >= seg {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("segment %s not archived; last archived %q", seg, last)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // restoreAndStart restores into a new (or, delta, the same) instance and
 // starts it with archiving off, so that the copies do not push into the
 // repository the test reads.
 func (e *pgEnv) restoreAndStart(t *testing.T, st *Store, i *pg.Instance, opts RestoreOptions) *RestoreResult {
 	t.Helper()
 	opts.DataDir = i.DataDir
-	spool := e.mkdir(t, i.Name+"-spool")
+	spool := e.Mkdir(t, i.Name+"-spool")
 	opts.RestoreCommand = e.command("wal-fetch", spool, "%f %p")
 	opts.Parallel = 2
 	if !opts.Delta {
 		os.MkdirAll(i.DataDir, 0o700)
-		os.Chown(i.DataDir, e.uid, e.gid)
+		os.Chown(i.DataDir, e.UID, e.GID)
 	}
 	res, err := st.Restore(t.Context(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	archiveOff(t, i)
-	if err := i.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	// Wait for the end of recovery (promotion).
-	c := connect(t, i)
-	deadline := time.Now().Add(60 * time.Second)
-	for queryString(t, c, "SELECT pg_is_in_recovery()::text") == "true" {
-		if time.Now().After(deadline) {
-			t.Fatal("restored server did not finish recovery")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	backuptest.StartRestored(t, i)
 	return res
-}
-
-// archiveOff turns archiving off in a restored copy, so that it does not
-// push into the repository the test reads.
-func archiveOff(t *testing.T, i *pg.Instance) {
-	t.Helper()
-	f, err := os.OpenFile(filepath.Join(i.DataDir, "postgresql.auto.conf"), os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Fprintln(f, "archive_mode = off")
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func count(t *testing.T, i *pg.Instance, sql string) int64 {
 	t.Helper()
-	c := connect(t, i)
+	c := backuptest.Connect(t, i)
 	var n int64
 	if err := c.QueryRow(t.Context(), sql).Scan(&n); err != nil {
 		t.Fatalf("%s: %v", sql, err)
@@ -237,8 +87,8 @@ func TestPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.Chown(filepath.Join(e.repoDir, ConfigKey), e.uid, e.gid)
-	p := e.instance(t, "primary")
+	os.Chown(filepath.Join(e.repoDir, ConfigKey), e.UID, e.GID)
+	p := e.Instance(t, "primary")
 	var c *pgx.Conn
 	var full, incr *Manifest
 	var rowsAtIncr, rowsAtTarget, rowsAtEnd int64
@@ -252,7 +102,7 @@ func TestPostgres(t *testing.T) {
 	step("archive", func(t *testing.T) {
 		err := p.InitDB(ctx, pg.InitOptions{AuthLocal: "trust", AuthHost: "trust", Parameters: map[string]string{
 			"wal_level": "replica", "archive_mode": "on", "fsync": "off", "shared_buffers": "16MB",
-			"archive_command": e.command("wal-push", e.mkdir(t, "push-spool"), "%p"),
+			"archive_command": e.command("wal-push", e.Mkdir(t, "push-spool"), "%p"),
 		}})
 		if err != nil {
 			t.Fatal(err)
@@ -260,15 +110,15 @@ func TestPostgres(t *testing.T) {
 		if err := p.Start(ctx); err != nil {
 			t.Fatal(err)
 		}
-		c = connect(outer, p)
-		mustExec(t, c, "CREATE TABLE t (id int PRIMARY KEY, v text)")
-		mustExec(t, c, "INSERT INTO t SELECT g, 'initial' FROM generate_series(1, 1000) g")
-		mustExec(t, c, "CREATE TABLE big AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 200000) g")
-		mustExec(t, c, "CREATE TABLE w (id serial PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())")
+		c = backuptest.Connect(outer, p)
+		backuptest.Exec(t, c, "CREATE TABLE t (id int PRIMARY KEY, v text)")
+		backuptest.Exec(t, c, "INSERT INTO t SELECT g, 'initial' FROM generate_series(1, 1000) g")
+		backuptest.Exec(t, c, "CREATE TABLE big AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 200000) g")
+		backuptest.Exec(t, c, "CREATE TABLE w (id serial PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())")
 		// Hint bits and the visibility map set now, not after the full
 		// backup (with checksums, setting them changes every page).
-		mustExec(t, c, "VACUUM ANALYZE")
-		waitArchivedUpTo(t, c)
+		backuptest.Exec(t, c, "VACUUM ANALYZE")
+		backuptest.SwitchAndArchive(t, c)
 		wal, err := st.walObjects(ctx, "wal/")
 		if err != nil || len(wal) == 0 {
 			t.Fatalf("archived WAL = %v, %v", wal, err)
@@ -278,7 +128,7 @@ func TestPostgres(t *testing.T) {
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
 		wg.Go(func() {
-			wc, err := pgx.Connect(ctx, connString(p))
+			wc, err := pgx.Connect(ctx, backuptest.ConnString(p))
 			if err != nil {
 				return
 			}
@@ -292,7 +142,7 @@ func TestPostgres(t *testing.T) {
 				wc.Exec(ctx, "INSERT INTO w DEFAULT VALUES")
 			}
 		})
-		full, err = st.Backup(ctx, BackupOptions{DataDir: p.DataDir, Conn: connString(p), Type: Full, Parallel: 2})
+		full, err = st.Backup(ctx, BackupOptions{DataDir: p.DataDir, Conn: backuptest.ConnString(p), Type: Full, Parallel: 2})
 		close(stop)
 		wg.Wait()
 		if err != nil {
@@ -308,10 +158,10 @@ func TestPostgres(t *testing.T) {
 		}
 	})
 	step("incremental backup", func(t *testing.T) {
-		mustExec(t, c, "INSERT INTO t SELECT g, 'after full' FROM generate_series(1001, 2000) g")
-		mustExec(t, c, "UPDATE big SET v = 'changed' WHERE id % 1000 = 0")
-		mustExec(t, c, "CHECKPOINT")
-		incr, err = st.Backup(ctx, BackupOptions{DataDir: p.DataDir, Conn: connString(p), Type: Incr, Parallel: 2})
+		backuptest.Exec(t, c, "INSERT INTO t SELECT g, 'after full' FROM generate_series(1001, 2000) g")
+		backuptest.Exec(t, c, "UPDATE big SET v = 'changed' WHERE id % 1000 = 0")
+		backuptest.Exec(t, c, "CHECKPOINT")
+		incr, err = st.Backup(ctx, BackupOptions{DataDir: p.DataDir, Conn: backuptest.ConnString(p), Type: Incr, Parallel: 2})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -335,18 +185,18 @@ func TestPostgres(t *testing.T) {
 			len(full.Files), full.StoredSize, refs, deltas, incr.StoredSize)
 	})
 	step("commits around a target time", func(t *testing.T) {
-		mustExec(t, c, "INSERT INTO t VALUES (5001, 'before target')")
+		backuptest.Exec(t, c, "INSERT INTO t VALUES (5001, 'before target')")
 		if err := c.QueryRow(ctx, "SELECT clock_timestamp()").Scan(&target); err != nil {
 			t.Fatal(err)
 		}
 		rowsAtTarget = count(t, p, "SELECT count(*) FROM t")
 		time.Sleep(10 * time.Millisecond)
-		mustExec(t, c, "INSERT INTO t VALUES (5002, 'after target')")
+		backuptest.Exec(t, c, "INSERT INTO t VALUES (5002, 'after target')")
 		rowsAtEnd = count(t, p, "SELECT count(*) FROM t")
-		waitArchivedUpTo(t, c)
+		backuptest.SwitchAndArchive(t, c)
 	})
 	step("restore latest", func(t *testing.T) {
-		r := e.instance(t, "latest")
+		r := e.Instance(t, "latest")
 		res := e.restoreAndStart(t, st, r, RestoreOptions{})
 		if res.BackupID != incr.ID {
 			t.Fatalf("restored %s, want the latest %s", res.BackupID, incr.ID)
@@ -360,7 +210,7 @@ func TestPostgres(t *testing.T) {
 	})
 	var pitr *pg.Instance
 	step("point in time from the full backup", func(t *testing.T) {
-		pitr = e.instance(outer, "pitr")
+		pitr = e.Instance(outer, "pitr")
 		e.restoreAndStart(t, st, pitr, RestoreOptions{BackupID: full.ID, TargetTime: target})
 		if n := count(t, pitr, "SELECT count(*) FROM t"); n != rowsAtTarget {
 			t.Fatalf("rows = %d, want %d", n, rowsAtTarget)
@@ -373,15 +223,15 @@ func TestPostgres(t *testing.T) {
 		// What pgherd restore --host does on the future primary: restore,
 		// recover privately, clear the recovery settings, hand over a
 		// primary shut down cleanly.
-		r := e.instance(t, "finished")
+		r := e.Instance(t, "finished")
 		os.MkdirAll(r.DataDir, 0o700)
-		os.Chown(r.DataDir, e.uid, e.gid)
+		os.Chown(r.DataDir, e.UID, e.GID)
 		_, err := st.Restore(ctx, RestoreOptions{DataDir: r.DataDir, BackupID: full.ID, TargetTime: target, TargetTimeline: 1,
-			RestoreCommand: e.command("wal-fetch", e.mkdir(t, "finished-spool"), "%f %p")})
+			RestoreCommand: e.command("wal-fetch", e.Mkdir(t, "finished-spool"), "%f %p")})
 		if err != nil {
 			t.Fatal(err)
 		}
-		archiveOff(t, r)
+		backuptest.ArchiveOff(t, r)
 		res, err := r.FinishRecovery(ctx, pg.RecoveryOptions{})
 		if err != nil {
 			t.Fatal(err)
@@ -405,7 +255,7 @@ func TestPostgres(t *testing.T) {
 		if n := count(t, r, "SELECT count(*) FROM t"); n != rowsAtTarget {
 			t.Fatalf("rows = %d, want %d", n, rowsAtTarget)
 		}
-		if got := queryString(t, connect(t, r), "SELECT pg_is_in_recovery()::text"); got != "false" {
+		if got := backuptest.QueryString(t, backuptest.Connect(t, r), "SELECT pg_is_in_recovery()::text"); got != "false" {
 			t.Fatalf("in recovery = %s", got)
 		}
 		if _, err := r.FinishRecovery(ctx, pg.RecoveryOptions{}); !errors.Is(err, pg.ErrRunning) {
@@ -454,7 +304,7 @@ func TestPostgres(t *testing.T) {
 		if _, err := st.Verify(ctx, 2); !errors.Is(err, ErrVerifyFailed) {
 			t.Fatalf("verify of a truncated object: %v", err)
 		}
-		dir := e.mkdir(t, "corrupt")
+		dir := e.Mkdir(t, "corrupt")
 		_, err = st.Restore(ctx, RestoreOptions{BackupID: full.ID, DataDir: filepath.Join(dir, "data")})
 		if !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("restore of a corrupted backup: %v, want ErrCorrupt", err)
@@ -466,7 +316,7 @@ func TestPostgres(t *testing.T) {
 		if err := repo.Put(ctx, orphan, strings.NewReader("partial")); err != nil {
 			t.Fatal(err)
 		}
-		second, err := st.Backup(ctx, BackupOptions{DataDir: p.DataDir, Conn: connString(p), Type: Full})
+		second, err := st.Backup(ctx, BackupOptions{DataDir: p.DataDir, Conn: backuptest.ConnString(p), Type: Full})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -504,8 +354,8 @@ func TestBackupFromStandby(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.Chown(filepath.Join(e.repoDir, ConfigKey), e.uid, e.gid)
-	p := e.instance(t, "primary")
+	os.Chown(filepath.Join(e.repoDir, ConfigKey), e.UID, e.GID)
+	p := e.Instance(t, "primary")
 	if err := p.InitDB(ctx, pg.InitOptions{AuthLocal: "trust", AuthHost: "trust", Parameters: map[string]string{
 		"wal_level": "replica", "archive_mode": "on", "fsync": "off", "shared_buffers": "16MB",
 		"archive_command": e.command("wal-push", "", "%p"),
@@ -515,10 +365,10 @@ func TestBackupFromStandby(t *testing.T) {
 	if err := p.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	c := connect(t, p)
-	mustExec(t, c, "CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 5000) g")
+	c := backuptest.Connect(t, p)
+	backuptest.Exec(t, c, "CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 5000) g")
 	up := pg.ConnInfo{Host: "127.0.0.1", Port: p.Port, User: "postgres"}
-	s := e.instance(t, "standby")
+	s := e.Instance(t, "standby")
 	if err := s.Clone(ctx, up, pg.CloneOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -528,16 +378,16 @@ func TestBackupFromStandby(t *testing.T) {
 	if err := s.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	m, err := st.Backup(ctx, BackupOptions{DataDir: s.DataDir, Conn: connString(s), PrimaryConn: connString(p), Type: Full})
+	m, err := st.Backup(ctx, BackupOptions{DataDir: s.DataDir, Conn: backuptest.ConnString(s), PrimaryConn: backuptest.ConnString(p), Type: Full})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !m.FromStandby {
 		t.Fatal("manifest does not say the backup came from a standby")
 	}
-	mustExec(t, c, "INSERT INTO t SELECT g FROM generate_series(5001, 6000) g")
-	waitArchivedUpTo(t, c)
-	r := e.instance(t, "restored")
+	backuptest.Exec(t, c, "INSERT INTO t SELECT g FROM generate_series(5001, 6000) g")
+	backuptest.SwitchAndArchive(t, c)
+	r := e.Instance(t, "restored")
 	e.restoreAndStart(t, st, r, RestoreOptions{})
 	if n := count(t, r, "SELECT count(*) FROM t"); n != 6000 {
 		t.Fatalf("rows = %d, want 6000", n)

@@ -5,27 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgherd/pgherd/internal/porttest"
 )
 
 const testBinDir = "/usr/lib/postgresql/15/bin"
-
-// freePort asks the kernel for a free TCP port on loopback.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // testBase makes a directory every user can traverse (t.TempDir's parents
 // are 0700 root), removed at the end of the test.
@@ -52,7 +42,7 @@ func newTestInstance(t *testing.T, base, name string) *Instance {
 		BinDir:          testBinDir,
 		DataDir:         filepath.Join(base, name, "data"),
 		SocketDir:       filepath.Join(base, name),
-		Port:            freePort(t),
+		Port:            porttest.Free(t),
 		ListenAddresses: "127.0.0.1",
 		Log:             slog.New(slog.NewTextHandler(t.Output(), nil)).With("member", name),
 	}

@@ -1,14 +1,18 @@
 // Package backuptest runs, for one test, the servers the backup tests store
-// into: an S3 API server (versitygw) on a free loopback port.
+// into, an S3 API server (versitygw) on a free loopback port, and the
+// PostgreSQL servers they back up and restore (postgres.go).
 package backuptest
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/pgherd/pgherd/internal/porttest"
 )
 
 // The credentials S3 accepts.
@@ -42,12 +46,7 @@ func versitygw(t testing.TB) string {
 func S3(t testing.TB) string {
 	t.Helper()
 	bin := versitygw(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := fmt.Sprintf("127.0.0.1:%d", porttest.Free(t))
 	cmd := exec.Command(bin, "--access", S3AccessKey, "--secret", S3SecretKey, "--port", addr, "--quiet", "posix", t.TempDir())
 	cmd.Stdout, cmd.Stderr = t.Output(), t.Output()
 	if err := cmd.Start(); err != nil {
