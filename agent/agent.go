@@ -272,7 +272,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	defer stopWatch()
-	var leaderEvents <-chan dcs.LeaderEvent
+	var leaderEvents, switchoverEvents <-chan dcs.LeaderEvent
 
 	for {
 		start := time.Now()
@@ -284,6 +284,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.watchPostmaster(watchCtx)
 		if leaderEvents == nil && a.lastState != nil {
 			leaderEvents = a.dcs.WatchLeader(watchCtx, a.lastState.Revision+1)
+		}
+		if switchoverEvents == nil && a.lastState != nil {
+			switchoverEvents = a.dcs.WatchSwitchover(watchCtx, a.lastState.Revision+1)
 		}
 		wait := a.loopWait()
 		if dec.WakeAt > 0 {
@@ -300,6 +303,14 @@ func (a *Agent) Run(ctx context.Context) error {
 				leaderEvents = nil
 			} else if ev.Deleted {
 				a.log.Info("leader key gone: deciding now", "former", ev.Name)
+			}
+		case ev, ok := <-switchoverEvents:
+			// The target of a switchover passes at once: the leader is
+			// stopping, and waits for the target's published position.
+			if !ok {
+				switchoverEvents = nil
+			} else if !ev.Deleted {
+				a.log.Info("switchover requested: deciding now")
 			}
 		}
 		timer.Stop()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -273,6 +274,25 @@ func TestSingleMember(t *testing.T) {
 		cancel()
 		// The channel is closed once ctx is done.
 		for range ch {
+		}
+	})
+
+	t.Run("watch fires on a switchover request", func(t *testing.T) {
+		c := newClient(t, eps, "watchsw")
+		s := read(t, c)
+		wctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		ch := c.WatchSwitchover(wctx, s.Revision+1)
+		if _, err := c.SetSwitchover(ctx, Switchover{From: "a", To: "b"}, 0); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case ev, ok := <-ch:
+			if !ok || ev.Deleted || !strings.Contains(ev.Name, `"b"`) {
+				t.Fatalf("event %+v (open %v), want the request to b", ev, ok)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("no watch event within 10s")
 		}
 	})
 

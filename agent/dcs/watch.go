@@ -6,11 +6,12 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// LeaderEvent is a change of the leader key.
+// LeaderEvent is a change of the leader key (or of another watched key).
 type LeaderEvent struct {
 	// Deleted is true when the key went away (released, or its lease
 	// expired); Name is then the former holder when known.
-	Deleted  bool
+	Deleted bool
+	// Name is the key's value (for the leader key, the holder's name).
 	Name     string
 	Revision int64
 }
@@ -26,6 +27,17 @@ type LeaderEvent struct {
 // A watch only wakes the loop early: the loop still decides on its own
 // linearizable Read, never on an event alone.
 func (c *Client) WatchLeader(ctx context.Context, fromRevision int64) <-chan LeaderEvent {
+	return c.watchKey(ctx, KeyLeader, fromRevision)
+}
+
+// WatchSwitchover watches the switchover request key as WatchLeader
+// watches the leader key: the leader and the target of a switchover act
+// on a request at once, not at their next loop_wait.
+func (c *Client) WatchSwitchover(ctx context.Context, fromRevision int64) <-chan LeaderEvent {
+	return c.watchKey(ctx, KeySwitchover, fromRevision)
+}
+
+func (c *Client) watchKey(ctx context.Context, key string, fromRevision int64) <-chan LeaderEvent {
 	out := make(chan LeaderEvent, 1)
 	opts := []clientv3.OpOption{clientv3.WithPrevKV()}
 	if fromRevision > 0 {
@@ -37,7 +49,7 @@ func (c *Client) WatchLeader(ctx context.Context, fromRevision int64) <-chan Lea
 		// connection, so it runs here, not in the caller's goroutine.
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 		defer cancel()
-		wch := c.current().Watch(wctx, c.key(KeyLeader), opts...)
+		wch := c.current().Watch(wctx, c.key(key), opts...)
 		for {
 			var resp clientv3.WatchResponse
 			var ok bool
