@@ -61,7 +61,15 @@ func (a *Agent) do(ctx context.Context, v ha.View, act ha.Action) error {
 		a.checkpointBeforeStop(ctx, "restart")
 		return a.renewingWhile(ctx, a.pg.Restart)
 	case ha.Promote:
-		err := a.renewingWhile(ctx, a.pg.Promote)
+		promote := a.pg.Promote
+		if a.wal != nil {
+			// The archive was looked up ahead (a switchover's target):
+			// the promotion need not ask it again.
+			if history, ok := a.wal.history.promotable(v.Self.Timeline); ok {
+				promote = func(ctx context.Context) error { return a.pg.PromoteWithoutArchive(ctx, history) }
+			}
+		}
+		err := a.renewingWhile(ctx, promote)
 		if a.wal != nil {
 			a.wal.history.forget()
 		}

@@ -146,6 +146,34 @@ func (a *Agent) lookUpHistoryAhead(v ha.View) {
 	}()
 }
 
+// promotable returns what a promotion from timeline tli needs, when the
+// lookup ahead found it fresh: the next timeline's history file is not
+// archived, and this timeline's (for tli > 1) is, with its content. ok is
+// false otherwise, and the promotion asks the archive itself.
+func (h *historyAhead) promotable(tli uint32) (history map[string][]byte, ok bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.fetched != tli {
+		return nil, false
+	}
+	fresh := func(name string) (historyFile, bool) {
+		f, ok := h.files[name]
+		return f, ok && time.Since(f.fetched) <= historyTTL
+	}
+	if next, ok := fresh(historyName(tli + 1)); !ok || next.data != nil {
+		return nil, false
+	}
+	history = map[string][]byte{}
+	if tli > 1 {
+		own, ok := fresh(historyName(tli))
+		if !ok || own.data == nil {
+			return nil, false
+		}
+		history[historyName(tli)] = own.data
+	}
+	return history, true
+}
+
 // forget drops what was looked up ahead: after a promotion, the absence
 // of the new timeline's history file is no longer true.
 func (h *historyAhead) forget() {

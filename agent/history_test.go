@@ -72,7 +72,18 @@ func TestHistoryAhead(t *testing.T) {
 	if err := a.wal.fetch(ctx, "000000020000000000000003", got); !errors.Is(err, backup.ErrNotFound) {
 		t.Fatalf("fetch of a segment = %v, want not found from the repository", err)
 	}
+	// What a promotion from timeline 2 needs is there; from another
+	// timeline, it is not.
+	if h, ok := a.wal.history.promotable(2); !ok || string(h["00000002.history"]) != "1\t0/3000000\tno recovery target specified\n" || len(h) != 1 {
+		t.Fatalf("promotable(2) = %q, %v", h, ok)
+	}
+	if _, ok := a.wal.history.promotable(3); ok {
+		t.Fatal("promotable(3) after looking up from timeline 2")
+	}
 	a.wal.history.forget()
+	if _, ok := a.wal.history.promotable(2); ok {
+		t.Fatal("promotable(2) after forget")
+	}
 	if err := a.wal.fetch(ctx, "00000002.history", got+"2"); !errors.Is(err, backup.ErrNotFound) {
 		t.Fatalf("fetch after forget = %v, want the repository's answer (not found)", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -134,4 +135,71 @@ func (i *Instance) exitingStatus(ctx context.Context, pid int) (Status, error) {
 	st, err := i.controlStatus(ctx)
 	st.PID, st.Exiting = pid, true
 	return st, err
+}
+
+// PromoteWithoutArchive promotes as Promote does, with restore_command
+// cleared for the promotion and put back after it, so that PostgreSQL
+// looks for the timeline history files it needs in pg_wal only: each
+// restore_command call is a process start and a repository lookup (30 to
+// 130 ms measured on the lab) on the write pause of a switchover. The
+// caller must have looked the archive up itself just before: the next
+// timeline's history file is not there (else PostgreSQL could reuse a
+// timeline another promotion archived), and history holds the files of
+// this timeline's ancestry (name → content), written into pg_wal where
+// missing so that the new timeline's history is complete.
+func (i *Instance) PromoteWithoutArchive(ctx context.Context, history map[string][]byte) error {
+	cur, _, err := i.readManaged()
+	if err != nil {
+		return err
+	}
+	restore := cur["restore_command"]
+	if restore == "" {
+		return i.Promote(ctx)
+	}
+	for name, data := range history {
+		p := i.path(filepath.Join("pg_wal", name))
+		if _, err := os.Stat(p); err == nil {
+			continue
+		}
+		if err := i.writeFile(p, data); err != nil {
+			return err
+		}
+	}
+	if _, err := i.updateManaged(map[string]string{"restore_command": ""}); err != nil {
+		return err
+	}
+	// Put back whatever happens: the server stays a standby if the
+	// promotion fails, and needs its archive then.
+	defer func() {
+		if _, err := i.updateManaged(map[string]string{"restore_command": restore}); err != nil {
+			i.log().Warn("restore_command not put back after the promotion (the next apply does)", "err", err)
+		} else if err := i.Reload(context.WithoutCancel(ctx)); err != nil {
+			i.log().Warn("reload after the promotion", "err", err)
+		}
+	}()
+	if err := i.Reload(ctx); err != nil {
+		return err
+	}
+	// The postmaster signals the startup process as it reloads, before
+	// it starts a backend: a new session that sees the setting cleared
+	// means the startup process was told. (Were it to miss it, the
+	// promotion would only ask the archive, as usual.)
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if v, err := i.show(ctx, "restore_command"); err == nil && v == "" {
+			break
+		}
+	}
+	return i.Promote(ctx)
+}
+
+// show is a setting as a new session sees it.
+func (i *Instance) show(ctx context.Context, name string) (string, error) {
+	conn, err := i.connect(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var v string
+	err = conn.QueryRow(ctx, "SELECT current_setting($1)", name).Scan(&v)
+	return v, err
 }

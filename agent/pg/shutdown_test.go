@@ -61,3 +61,62 @@ func TestShutDown(t *testing.T) {
 		t.Fatalf("rows after the restart = %d", n)
 	}
 }
+
+// TestPromoteWithoutArchive promotes a standby whose restore_command
+// records every call: the promotion makes none, takes the next timeline,
+// copies the history file it was given into pg_wal and the new timeline's
+// history from it, and restore_command is back afterwards.
+func TestPromoteWithoutArchive(t *testing.T) {
+	base := testBase(t)
+	ctx := t.Context()
+	p, r := newTestInstance(t, base, "p"), newTestInstance(t, base, "r")
+	if err := p.InitDB(ctx, InitOptions{AuthLocal: "trust", AuthHost: "trust", HBA: []string{"host replication all 127.0.0.1/32 trust"},
+		Parameters: map[string]string{"fsync": "off", "wal_level": "replica"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	slot := SlotName(r.Name)
+	if err := r.Clone(ctx, upstream(p), CloneOptions{Slot: slot, CreateSlot: true}); err != nil {
+		t.Fatal(err)
+	}
+	calls := filepath.Join(base, "r", "restore-calls")
+	restore := fmt.Sprintf("echo %%f >> %s; false", calls)
+	if err := r.SetParameters(ctx, map[string]string{"restore_command": restore}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ConfigureStandby(ctx, upstream(p), slot); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "r streaming", func() (bool, string) {
+		st := mustStatus(t, r)
+		return st.WALReceiver != nil && st.WALReceiver.Status == "streaming", fmt.Sprintf("%+v", st)
+	})
+	os.Remove(calls)
+	// A history file of an earlier timeline, as the lookup ahead would
+	// hand over (the standby is on timeline 1: PostgreSQL does not read
+	// it, it only has to land in pg_wal).
+	given := "1\t0/3000000\tno recovery target specified\n"
+	if err := r.PromoteWithoutArchive(ctx, map[string][]byte{"00000001.history": []byte(given)}); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(calls); err == nil {
+		t.Errorf("the promotion ran restore_command for %q", b)
+	}
+	if st := mustStatus(t, r); st.InRecovery || st.TimeLine != 2 {
+		t.Fatalf("after the promotion: %+v, want a primary on timeline 2", st)
+	}
+	if b, err := os.ReadFile(filepath.Join(r.DataDir, "pg_wal", "00000001.history")); err != nil || string(b) != given {
+		t.Errorf("pg_wal/00000001.history = %q, %v", b, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(r.DataDir, "pg_wal", "00000002.history")); err != nil || len(b) == 0 {
+		t.Errorf("pg_wal/00000002.history = %q, %v", b, err)
+	}
+	if v, err := r.show(ctx, "restore_command"); err != nil || v != restore {
+		t.Errorf("restore_command after the promotion = %q, %v; want %q", v, err, restore)
+	}
+}
