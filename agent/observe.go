@@ -323,6 +323,7 @@ func (a *Agent) publishSnapshot(v ha.View) {
 		Version:         a.version,
 		Paused:          a.lastConfig.Paused,
 		PendingRestart:  len(st.PendingRestart) > 0,
+		ServerVersion:   st.ServerVersion,
 		LagBytes:        -1,
 		Tags:            map[string]string{},
 	}

@@ -54,8 +54,8 @@ func TestShutDown(t *testing.T) {
 	if err := <-started; err != nil {
 		t.Fatalf("Start after the old postmaster exited: %v", err)
 	}
-	if st := mustStatus(t, p); st.State != StateRunning || st.PID == old || st.Exiting {
-		t.Fatalf("status after Start = %+v, want running under a new postmaster", st)
+	if st := mustStatus(t, p); st.State != StateRunning || st.PID == old || st.Exiting || st.ServerVersion/10000 != 15 {
+		t.Fatalf("status after Start = %+v, want running under a new postmaster, version 15", st)
 	}
 	if n := queryInt(t, p, "SELECT count(*) FROM t"); n != 1000 {
 		t.Fatalf("rows after the restart = %d", n)

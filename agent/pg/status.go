@@ -83,6 +83,8 @@ type Status struct {
 	// Filled when running.
 	InRecovery bool
 	StartTime  time.Time // postmaster start time
+	// ServerVersion is server_version_num, such as 150020.
+	ServerVersion int
 	// WriteLSN is pg_current_wal_lsn() on a primary; ReceiveLSN and
 	// ReplayLSN are a standby's pg_last_wal_receive_lsn() and
 	// pg_last_wal_replay_lsn().
@@ -305,7 +307,8 @@ SELECT pg_is_in_recovery(),
        pg_last_wal_replay_lsn()::text,
        pg_last_xact_replay_timestamp(),
        current_setting('synchronous_standby_names'),
-       ARRAY(SELECT name FROM pg_settings WHERE pending_restart ORDER BY name)`
+       ARRAY(SELECT name FROM pg_settings WHERE pending_restart ORDER BY name),
+       current_setting('server_version_num')::int`
 
 // querySQLStatus fills the SQL-observed fields of st.
 func querySQLStatus(ctx context.Context, conn *pgx.Conn, st *Status) error {
@@ -317,7 +320,7 @@ func querySQLStatus(ctx context.Context, conn *pgx.Conn, st *Status) error {
 		replayTime                *time.Time
 	)
 	err := conn.QueryRow(ctx, statusSQL).Scan(&st.InRecovery, &sysid, &st.DataChecksums, &st.StartTime,
-		&writeLSN, &primaryTLI, &ckptTLI, &recvLSN, &repLSN, &replayTime, &st.SyncStandbyNames, &st.PendingRestart)
+		&writeLSN, &primaryTLI, &ckptTLI, &recvLSN, &repLSN, &replayTime, &st.SyncStandbyNames, &st.PendingRestart, &st.ServerVersion)
 	if err != nil {
 		return fmt.Errorf("pg: status query: %w", err)
 	}
