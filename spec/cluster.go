@@ -54,6 +54,7 @@ func (l *loader) decodeCluster(blocks []*blockIn) {
 	c.Postgres = l.decodePostgres(d, ports)
 	c.Etcd = l.decodeEtcd(d, c.Postgres.Hosts, ports)
 	c.HA = l.decodeHA(d, c, ports)
+	c.Rolling = l.decodeRolling(d)
 	c.Members = l.decodeMembers(d, c)
 	l.checkSyncCandidates(c)
 	c.HAProxy = l.decodeHAProxy(d, c.Postgres.Hosts, ports)
@@ -429,6 +430,13 @@ func (l *loader) decodeEtcd(c *decoded, pgHosts []string, ports *portUses) Etcd 
 	ports.add(e.Hosts, e.ClientPort, "etcd.client_port", d.rng("client_port"))
 	ports.add(e.Hosts, e.PeerPort, "etcd.peer_port", d.rng("peer_port"))
 	return e
+}
+
+func (l *loader) decodeRolling(c *decoded) Rolling {
+	d, _ := l.one(c, "rolling")
+	r := Rolling{MaxTransactionAge: d.duration("max_transaction_age"), Timeout: d.duration("timeout"), Range: d.defRange()}
+	r.MaxLag, _ = parseSize(d.str("max_lag"))
+	return r
 }
 
 func (l *loader) decodeHA(c *decoded, cl *Cluster, ports *portUses) HA {

@@ -132,6 +132,18 @@ var clusterSchema = Block{
 			},
 		},
 		{
+			Type: "rolling",
+			Description: "The gates of a rolling procedure (a minor upgrade, a restart for a parameter): before each member's turn, `apply` checks the cluster's health, " +
+				"every replica's lag and the member's open transactions, and stops with what to fix when one fails (docs/runbooks/upgrade.md). Without a `rolling` block, every default applies.",
+			Attrs: []Attr{
+				{Name: "max_lag", Type: cty.String, Kind: KindSize, Default: cty.StringVal("16MB"), Description: "A replica further behind the leader than this fails the gate."},
+				{Name: "max_transaction_age", Type: cty.String, Kind: KindDuration, Default: cty.StringVal("5m"),
+					Description: "A transaction open on the member for longer than this fails its gate: its restart would end it."},
+				{Name: "timeout", Type: cty.String, Kind: KindDuration, Default: cty.StringVal("5m"),
+					Description: "How long each wait of the procedure may last (a member back to streaming, a switchover)."},
+			},
+		},
+		{
 			Type: "member", Label: "host", Repeatable: true,
 			LabelDoc:    "A PostgreSQL host of the cluster.",
 			Description: "HA settings of one PostgreSQL host; a host without a `member` block has the defaults.",

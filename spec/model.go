@@ -174,6 +174,7 @@ type Cluster struct {
 	Postgres Postgres
 	Etcd     Etcd
 	HA       HA
+	Rolling  Rolling
 	// Members holds one entry per PostgreSQL host, in the order of
 	// Postgres.Hosts, with defaults for a host without a member block.
 	Members    []Member
@@ -285,6 +286,14 @@ type HA struct {
 	APIToken             string // "" when the write verbs are refused
 	Pause                bool
 	Range                hcl.Range // the cluster's when there is no ha block
+}
+
+// Rolling is the gates and the wait bound of rolling procedures.
+type Rolling struct {
+	MaxLag            int64 // bytes
+	MaxTransactionAge time.Duration
+	Timeout           time.Duration
+	Range             hcl.Range // the cluster's when there is no rolling block
 }
 
 // Member is the HA settings of one PostgreSQL host.

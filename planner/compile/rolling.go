@@ -28,6 +28,7 @@ func rollingPhase(c *spec.Cluster, keep func(string) bool, leader string, addres
 			Member: hn, Members: c.Postgres.Hosts,
 			Major: c.Postgres.Version, Version: c.Postgres.PackageVersion, Hold: c.Postgres.PackageVersion != "",
 			Port: c.Postgres.Port, APIPort: c.HA.APIPort, Token: c.HA.APIToken, TLSCA: tlsCA, HostAddress: address(hn), SuperuserPassword: c.Postgres.SuperuserPassword,
+			MaxLagBytes: c.Rolling.MaxLag, MaxTransactionAge: c.Rolling.MaxTransactionAge, Timeout: c.Rolling.Timeout,
 			WatchList: []string{modules.PostgresParameters{Agent: true}.Address()},
 		}}})
 	}

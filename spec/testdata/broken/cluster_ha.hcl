@@ -30,6 +30,11 @@ cluster "Main_1" { # ERROR: "Main_1" is not a valid cluster name
     synchronous_node_count  = 2 # ERROR: The synchronous_node_count (2) must be less than the number of PostgreSQL hosts (2)
   }
 
+  rolling {
+    max_lag = "lots" # ERROR: The value "lots" of "max_lag" is not a size
+    timeout = "0s" # ERROR: The value "0s" of "timeout" is not a positive duration
+  }
+
   haproxy {
     check_interval  = "often" # ERROR: The value "often" of "check_interval" is not a positive duration
     max_connections = 0 # ERROR: The max_connections must be at least 1

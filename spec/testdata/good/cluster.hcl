@@ -135,6 +135,12 @@ cluster "main" {
     pause                   = true
   }
 
+  rolling {
+    max_lag             = "64MB"
+    max_transaction_age = "30s"
+    timeout             = "10m"
+  }
+
   member "node3" {
     priority   = 0
     nofailover = true
