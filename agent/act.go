@@ -59,7 +59,11 @@ func (a *Agent) do(ctx context.Context, v ha.View, act ha.Action) error {
 		// meanwhile, as for a start; otherwise the next pass would find
 		// the deadline passed and fence the server it just restarted.
 		a.checkpointBeforeStop(ctx, "restart")
-		return a.renewingWhile(ctx, a.pg.Restart)
+		if err := a.renewingWhile(ctx, a.pg.Restart); err != nil {
+			return err
+		}
+		a.poke() // as after a start: HAProxy sees it at the next pass
+		return nil
 	case ha.Promote:
 		promote := a.pg.Promote
 		if a.wal != nil {

@@ -1,9 +1,13 @@
 package pg
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -16,11 +20,15 @@ func (i *Instance) PostmasterPID() (int, error) { return i.postmasterPID() }
 // WaitExit returns nil when the process pid has exited, at once, through
 // a pidfd (the agent is not its parent and could otherwise only poll): a
 // crashed primary is noticed in milliseconds rather than at the next
-// loop. It returns ctx's error when ctx ends first.
+// loop. It returns ctx's error when ctx ends first. On a kernel without
+// pidfds (before Linux 5.3) it looks every 5 ms instead.
 func WaitExit(ctx context.Context, pid int) error {
 	fd, err := unix.PidfdOpen(pid, 0)
 	if errors.Is(err, unix.ESRCH) {
 		return nil
+	}
+	if errors.Is(err, unix.ENOSYS) {
+		return pollExit(ctx, pid)
 	}
 	if err != nil {
 		return fmt.Errorf("pg: pidfd of %d: %w", pid, err)
@@ -39,4 +47,31 @@ func WaitExit(ctx context.Context, pid int) error {
 		}
 	}
 	return ctx.Err()
+}
+
+// pollExit is WaitExit by looking every 5 ms: the process is gone, or a
+// zombie (exited, not yet reaped by its parent).
+func pollExit(ctx context.Context, pid int) error {
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if !running(pid) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// running reports whether pid is a process that has not exited.
+func running(pid int) bool {
+	stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return false
+	}
+	k := bytes.LastIndexByte(stat, ')')
+	return k < 0 || k+2 >= len(stat) || stat[k+2] != 'Z'
 }

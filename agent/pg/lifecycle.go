@@ -124,14 +124,7 @@ func isPostgres(pid int) bool {
 		return false
 	}
 	// A zombie still has /proc/pid but no cmdline; check the state too.
-	stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return false
-	}
-	if k := bytes.LastIndexByte(stat, ')'); k >= 0 && k+2 < len(stat) && stat[k+2] == 'Z' {
-		return false
-	}
-	return true
+	return running(pid)
 }
 
 // Running reports whether a postmaster serves the data directory.
