@@ -67,7 +67,7 @@ CREATE DATABASE shop OWNER shop;
 CREATE EXTENSION pg_stat_statements;
 SET ROLE shop;
 CREATE TABLE items (id bigint PRIMARY KEY, payload text NOT NULL);
-INSERT INTO items SELECT g, repeat(md5(g::text), 30) FROM generate_series(1, ` + strconv.Itoa(dataMB) + ` * 1024 * 1024 / 1000) g;
+INSERT INTO items SELECT g, repeat(md5(g::text), 30) FROM generate_series(1, ` + strconv.FormatInt(Rows(dataMB), 10) + `) g;
 RESET ROLE;
 VACUUM ANALYZE items;
 CHECKPOINT;
@@ -77,6 +77,10 @@ EOF`
 	}
 	return nil
 }
+
+// Rows is the number of rows of about 1 kB that HandSetup loads for
+// dataMB.
+func Rows(dataMB int) int64 { return int64(dataMB) * 1024 * 1024 / 1000 }
 
 // VIP is the cluster's virtual address on the lab network net.
 func VIP(net string) string { return net + ".100" }
