@@ -36,7 +36,7 @@ func clusterSuite(ctx context.Context, log *slog.Logger, bin, work string, runs 
 	}
 
 	log.Info("cluster: first apply on bare hosts")
-	phases, total, err := timedPhases(pg("apply", "-auto-approve"))
+	phases, total, err := timedPhases(pg("apply", "-auto-approve"), phaseOf)
 	if err != nil {
 		return "", err
 	}
@@ -108,10 +108,15 @@ func phaseOf(resource string) string {
 	return "etcd, postgres and the agent"
 }
 
-// timedPhases runs an apply and times its phases from the progress lines
-// ("host: resource: updating..." and "host: resource: done (…)") as they
-// arrive.
-func timedPhases(cmd *exec.Cmd) (map[string]time.Duration, time.Duration, error) {
+// planPhase is the part of an apply before its first step: facts, plan
+// and the pre-flight checks.
+const planPhase = "facts, plan and pre-flight checks"
+
+// timedPhases runs an apply and times its phases, phaseOf classifying the
+// resources ("" for none), from the progress lines ("host: resource: updating..." and
+// "host: resource: done (…)") as they arrive; planPhase is the time from
+// the start to the first such line.
+func timedPhases(cmd *exec.Cmd, phaseOf func(resource string) string) (map[string]time.Duration, time.Duration, error) {
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, 0, err
@@ -123,6 +128,7 @@ func timedPhases(cmd *exec.Cmd) (map[string]time.Duration, time.Duration, error)
 		return nil, 0, err
 	}
 	first, last := map[string]time.Time{}, map[string]time.Time{}
+	var planned time.Time
 	var tail []string
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
@@ -136,6 +142,12 @@ func timedPhases(cmd *exec.Cmd) (map[string]time.Duration, time.Duration, error)
 			continue
 		}
 		p, now := phaseOf(parts[1]), time.Now()
+		if planned.IsZero() {
+			planned = now
+		}
+		if p == "" {
+			continue
+		}
 		if _, ok := first[p]; !ok {
 			first[p] = now
 		}
@@ -146,6 +158,9 @@ func timedPhases(cmd *exec.Cmd) (map[string]time.Duration, time.Duration, error)
 	}
 	total := time.Since(start)
 	phases := map[string]time.Duration{}
+	if !planned.IsZero() {
+		phases[planPhase] = planned.Sub(start)
+	}
 	for p, t := range first {
 		phases[p] = last[p].Sub(t)
 	}

@@ -18,6 +18,12 @@
 //	backup    full and incremental backups and restores of a generated
 //	          PostgreSQL 15 database on this machine (-backup-gb, default
 //	          4), beside pgBackRest and pg_basebackup (bench/backup.go).
+//	migrate   the migration of a PostgreSQL 15 installed by hand with
+//	          -migrate-gb of data (default 2) into a 3-host cluster
+//	          (e2e/migrate), under a client writing on its own
+//	          connection: reload-only, then wal_level = minimal (one
+//	          restart); apply wall time by phase, write gap, writes
+//	          lost (lab pgherd-bench-migrate, 10.87.0.0/24).
 //	ha        write gap and lost writes on switchover, postmaster kill,
 //	          primary host kill and a 50 s freeze, and the agent's RSS:
 //	          examples/ha with pgherd's default timings, then Patroni
@@ -116,6 +122,14 @@ func run(ctx context.Context, log *slog.Logger, out string, suites []string, hos
 				return err
 			}
 			if err := results.WriteSection(out, "day2", section); err != nil {
+				return err
+			}
+		case "migrate":
+			section, err := migrateSuite(ctx, log, bin, work, *migrateGB, keep)
+			if err != nil {
+				return err
+			}
+			if err := results.WriteSection(out, "migrate", section); err != nil {
 				return err
 			}
 		case "cluster":

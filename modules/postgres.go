@@ -300,15 +300,24 @@ const pgSettingsQuery = "select name, setting, coalesce(unit, ''), context, vart
 // Probe implements Resource. It prints file=<base64> or file-missing, then
 // "#down" when the server does not answer, else "#settings" and pg_settings
 // as NUL-separated fields (psql -z -0: values may hold any other byte).
+// A server that stops between its answer and the query (the agent
+// restarting it: seen in a migration that needed a restart) is asked
+// again, up to three times: it is then down, or back.
 func (p PostgresParameters) Probe() string {
 	if p.valid() != nil {
 		return invalidProbe
 	}
 	return "f=" + executors.Quote(p.ConfFile) + `
 if [ -f "$f" ]; then printf 'file=%s\n' "$(base64 -w0 < "$f")"; else echo file-missing; fi
-if ! ` + p.psql("select 1") + ` >/dev/null 2>&1; then echo '#down'; exit 0; fi
-echo '#settings'
-` + p.psql(pgSettingsQuery, "-z", "-0") + " || exit 1\n"
+s=$(mktemp) || exit 1
+trap 'rm -f "$s"' EXIT
+for try in 1 2 3; do
+  if ! ` + p.psql("select 1") + ` >/dev/null 2>&1; then echo '#down'; exit 0; fi
+  if ` + p.psql(pgSettingsQuery, "-z", "-0") + ` >"$s"; then echo '#settings'; cat "$s"; exit 0; fi
+  sleep 1
+done
+exit 1
+`
 }
 
 // pgSetting is one row of pg_settings.

@@ -1,12 +1,3 @@
-// Package migrate runs the one-shot migration of a PostgreSQL installed by
-// hand into a pgherd HA cluster (postgres.adopt), on its own lab
-// (pgherd-e2e-migrate on 10.83.0.0/24; PGHERD_E2E_MIGRATE_LAB and
-// PGHERD_E2E_MIGRATE_NET move it). Each scenario starts from fresh hosts:
-// node1 gets Debian's postgresql-15 with its default cluster, its own
-// roles, pg_hba and data; a client writes to it continuously while
-// `pgherd apply` turns the three hosts into a cluster behind HAProxy and
-// the VIP. PGHERD_E2E_MIGRATE_MB sets the size of the loaded data (default
-// 64 MB, to keep CI lean; the issue's "few GB" is the bench suite's).
 package migrate
 
 import (
@@ -18,16 +9,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/pgherd/pgherd/e2e/interrupt"
 	"github.com/pgherd/pgherd/e2e/lab"
+	"github.com/pgherd/pgherd/e2e/workload"
 )
 
 var (
@@ -35,12 +25,8 @@ var (
 	workDir   string
 	labName   = envOr("PGHERD_E2E_MIGRATE_LAB", "pgherd-e2e-migrate")
 	labNet    = envOr("PGHERD_E2E_MIGRATE_NET", "10.83.0")
-	dataMB    = envOr("PGHERD_E2E_MIGRATE_MB", "64")
-)
-
-const (
-	superuserPassword = "migrate-superuser-pw"
-	shopPassword      = "shop-pw"
+	// dataMB is PGHERD_E2E_MIGRATE_MB, read by runMain.
+	dataMB int
 )
 
 func envOr(key, def string) string {
@@ -49,8 +35,6 @@ func envOr(key, def string) string {
 	}
 	return def
 }
-
-func vip() string { return labNet + ".100" }
 
 func TestMain(m *testing.M) {
 	if os.Getenv("PGHERD_E2E") != "1" {
@@ -68,6 +52,10 @@ func runMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(tmp)
 	workDir = tmp
+	if dataMB, err = strconv.Atoi(envOr("PGHERD_E2E_MIGRATE_MB", "64")); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e/migrate: PGHERD_E2E_MIGRATE_MB:", err)
+		return 1
+	}
 	pgherdBin = filepath.Join(tmp, "pgherd")
 	build := exec.Command("go", "build", "-o", pgherdBin, "../../cmd/pgherd")
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
@@ -152,108 +140,6 @@ func onHost(t *testing.T, l *lab.Lab, host, script string) string {
 	return strings.TrimSpace(out)
 }
 
-// handSetup installs PostgreSQL 15 on node1 as an administrator would:
-// Debian's package and its 15/main cluster, settings in conf.d, a role and
-// a database of the application with its pg_hba rule, an extension, and
-// dataMB of rows.
-func handSetup(t *testing.T, l *lab.Lab, settings string) {
-	t.Helper()
-	onHost(t, l, "node1", `set -e
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -q >/dev/null
-apt-get install -y -q postgresql-15 >/dev/null
-cat > /etc/postgresql/15/main/conf.d/shop.conf <<'EOF'
-`+settings+`
-EOF
-echo "host shop shop `+labNet+`.0/24 scram-sha-256" >> /etc/postgresql/15/main/pg_hba.conf
-systemctl restart postgresql@15-main
-runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 <<'EOF'
-CREATE ROLE shop LOGIN PASSWORD '`+shopPassword+`';
-CREATE DATABASE shop OWNER shop;
-\c shop
-CREATE EXTENSION pg_stat_statements;
-SET ROLE shop;
-CREATE TABLE items (id bigint PRIMARY KEY, payload text NOT NULL);
-INSERT INTO items SELECT g, repeat(md5(g::text), 30) FROM generate_series(1, `+dataMB+` * 1024 * 1024 / 1000) g;
-CREATE TABLE writes (id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT now());
-EOF`)
-}
-
-// spec is the cluster the migration builds: node1 adopted, node2 and
-// node3 cloned, HAProxy and keepalived on node1 and node2; hba keeps every
-// rule of Debian's default pg_hba.conf and the application's.
-func spec(l *lab.Lab, extraHBA string) string {
-	return l.SpecSnippet() + `
-cluster "shop" {
-  postgres {
-    version              = 15
-    hosts                = ["node1", "node2", "node3"]
-    adopt                = "node1"
-    superuser_password   = "` + superuserPassword + `"
-    replication_password = "migrate-replication-pw"
-
-    hba {
-      type   = "local"
-      method = "peer"
-    }
-    hba {
-      address = "127.0.0.1/32"
-    }
-    hba {
-      address = "::1/128"
-    }
-    hba {
-      type     = "local"
-      database = "replication"
-      method   = "peer"
-    }
-    hba {
-      database = "replication"
-      address  = "127.0.0.1/32"
-    }
-    hba {
-      database = "replication"
-      address  = "::1/128"
-    }
-` + extraHBA + `
-  }
-
-  etcd {
-    hosts              = ["node1", "node2", "node3"]
-    heartbeat_interval = "50ms"
-    election_timeout   = "500ms"
-  }
-
-  ha {
-    ttl       = "10s"
-    loop_wait = "1s"
-    api_token = "migrate-api-token"
-  }
-
-  haproxy {
-    hosts        = ["node1", "node2"]
-    primary_port = 5000
-    replica_port = 5001
-    stats_port   = 7000
-  }
-
-  keepalived {
-    vip       = "` + vip() + `/24"
-    interface = "eth0"
-    router_id = 83
-    password  = "migrate"
-  }
-}
-`
-}
-
-const shopHBA = `    hba {
-      database = "shop"
-      user     = "shop"
-      address  = "` + "LABNET" + `.0/24"
-    }
-`
-
 func writeSpec(t *testing.T, content string) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -261,139 +147,6 @@ func writeSpec(t *testing.T, content string) string {
 		t.Fatal(err)
 	}
 	return dir
-}
-
-// ack is one write the server acknowledged.
-type ack struct {
-	id int64
-	at time.Time
-}
-
-// writer inserts one row per transaction into shop.writes on the
-// connection it was given, the application's original connection to
-// node1, and records each acknowledged id; after an error it reconnects to
-// node1 and counts the error. Its goroutine ends with ctx; stop waits.
-type writer struct {
-	mu      sync.Mutex
-	acks    []ack
-	errs    int
-	lastErr string
-	done    chan struct{}
-}
-
-func shopURL(host string, port int) string {
-	return fmt.Sprintf("postgres://shop:%s@%s:%d/shop?sslmode=disable&connect_timeout=3", shopPassword, host, port)
-}
-
-func startWriter(ctx context.Context, t *testing.T, addr string) *writer {
-	t.Helper()
-	w := &writer{done: make(chan struct{})}
-	go func() {
-		defer close(w.done)
-		var conn *pgx.Conn
-		defer func() {
-			if conn != nil {
-				conn.Close(context.Background())
-			}
-		}()
-		var id int64
-		for ctx.Err() == nil {
-			if conn == nil {
-				c, err := pgx.Connect(ctx, shopURL(addr, 5432))
-				if err != nil {
-					w.fail(ctx, err)
-					continue
-				}
-				conn = c
-			}
-			id++
-			qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			_, err := conn.Exec(qctx, "INSERT INTO writes (id) VALUES ($1)", id)
-			cancel()
-			if err != nil {
-				conn.Close(context.Background())
-				conn = nil
-				w.fail(ctx, err)
-				continue
-			}
-			w.mu.Lock()
-			w.acks = append(w.acks, ack{id: id, at: time.Now()})
-			w.mu.Unlock()
-			select {
-			case <-ctx.Done():
-			case <-time.After(10 * time.Millisecond):
-			}
-		}
-	}()
-	return w
-}
-
-func (w *writer) fail(ctx context.Context, err error) {
-	if ctx.Err() != nil {
-		return
-	}
-	w.mu.Lock()
-	w.errs++
-	w.lastErr = err.Error()
-	w.mu.Unlock()
-	select {
-	case <-ctx.Done():
-	case <-time.After(100 * time.Millisecond):
-	}
-}
-
-// stats are the acknowledged writes, the failed attempts, and the longest
-// time between two acknowledged writes.
-func (w *writer) stats() (acks []ack, errs int, lastErr string, gap time.Duration) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for i := 1; i < len(w.acks); i++ {
-		gap = max(gap, w.acks[i].at.Sub(w.acks[i-1].at))
-	}
-	return slices.Clone(w.acks), w.errs, w.lastErr, gap
-}
-
-func (w *writer) waitAcks(t *testing.T, n int) {
-	t.Helper()
-	for deadline := time.Now().Add(time.Minute); ; {
-		acks, _, last, _ := w.stats()
-		if len(acks) >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the writer has %d acknowledged writes, want %d: last error %s", len(acks), n, last)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// missing returns the acknowledged ids the server at addr does not have.
-func missing(ctx context.Context, t *testing.T, addr string, port int, acks []ack) []int64 {
-	t.Helper()
-	conn := connect(ctx, t, shopURL(addr, port))
-	defer conn.Close(context.Background())
-	rows, err := conn.Query(ctx, "SELECT id FROM writes")
-	if err != nil {
-		t.Fatalf("reading writes: %v", err)
-	}
-	have := map[int64]bool{}
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			t.Fatal(err)
-		}
-		have[id] = true
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	var miss []int64
-	for _, a := range acks {
-		if !have[a.id] {
-			miss = append(miss, a.id)
-		}
-	}
-	return miss
 }
 
 // connect connects to url, retrying for up to a minute (the VIP and
@@ -449,7 +202,7 @@ func TestMigrate(t *testing.T) {
 	handSetup(t, l, "listen_addresses = '*'\nmax_connections = 150\n")
 	etcConf := "/etc/postgresql/15/main/postgresql.conf"
 	sumBefore := fileSum(t, l, etcConf)
-	good := writeSpec(t, spec(l, strings.ReplaceAll(shopHBA, "LABNET", labNet)))
+	good := writeSpec(t, Spec(l, labNet, true))
 
 	// Debian's cluster has neither data checksums nor wal_log_hints: the
 	// plan refuses, and says what to do, which the administrator does.
@@ -463,19 +216,19 @@ func TestMigrate(t *testing.T) {
 
 	// A spec of another major version, or without the application's
 	// pg_hba rule, is refused, and the refusal changes nothing.
-	other := writeSpec(t, strings.Replace(spec(l, strings.ReplaceAll(shopHBA, "LABNET", labNet)), "version              = 15", "version              = 16", 1))
+	other := writeSpec(t, strings.Replace(Spec(l, labNet, true), "version              = 15", "version              = 16", 1))
 	if r := pgherd(t, other, "apply", "-auto-approve", "."); r.code == 0 ||
 		!strings.Contains(r.stdout+r.stderr, "version: the server is PostgreSQL 15.") || !strings.Contains(r.stdout+r.stderr, "the spec says version = 16") ||
 		strings.Contains(r.stdout+r.stderr, "data directory: the server's data directory is") {
 		t.Fatalf("apply of a spec of version 16: want a refusal naming both versions, and only that, got %s", r)
 	}
-	refused := writeSpec(t, spec(l, ""))
+	refused := writeSpec(t, Spec(l, labNet, false))
 	if r := pgherd(t, refused, "apply", "-auto-approve", "."); r.code == 0 ||
 		!strings.Contains(r.stdout+r.stderr, "(host shop shop "+labNet+".0/24 scram-sha-256) is not in the spec") {
 		t.Fatalf("apply of a spec without the shop pg_hba rule: want a refusal naming the line, got %s", r)
 	}
 	r := pgherd(t, good, "plan", ".")
-	if r.code != 0 || !strings.Contains(r.stdout, "postgres_adopt.15/main") || !strings.Contains(r.stdout, "impact: reload only") {
+	if r.code != 0 || !strings.Contains(r.stdout, "postgres_adopt.15/main") || !strings.Contains(r.stdout, ReloadImpact) {
 		t.Fatalf("plan: want the migration with impact reload only, got %s", r)
 	}
 	if got := fileSum(t, l, etcConf); got != sumBefore {
@@ -487,19 +240,18 @@ func TestMigrate(t *testing.T) {
 
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
-	w := startWriter(ctx, t, l.Hosts()[0].Address)
-	w.waitAcks(t, 50)
+	w := startWriter(ctx, t, l)
 	t0 := time.Now()
 	if r := pgherd(t, good, "apply", "-auto-approve", "."); r.code != 0 {
 		t.Fatalf("apply: %s", r)
 	}
 	wall := time.Since(t0)
-	acks, errs, lastErr, gap := w.finish(t, stop)
+	ws := finish(t, w, stop)
 	t.Logf("migration: %d MB of data, apply took %s; %d writes acknowledged on the original connection, %d failed (%s), longest write gap %s",
-		mustAtoi(t, dataMB), wall.Round(100*time.Millisecond), len(acks), errs, lastErr, gap.Round(time.Millisecond))
-	checkMigratedWithoutRestart(t, l, good, pidBefore, acks, errs, lastErr)
+		dataMB, wall.Round(100*time.Millisecond), len(ws.Acks), ws.Errors, ws.LastError, ws.Gap.Round(time.Millisecond))
+	checkMigratedWithoutRestart(t, l, w, good, pidBefore, ws)
 	var rows int64
-	conn := connect(context.Background(), t, shopURL(vip(), 5001))
+	conn := connect(context.Background(), t, ShopURL(VIP(labNet), 5001))
 	if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM items").Scan(&rows); err != nil || rows == 0 {
 		t.Fatalf("the replica port shows %d items (%v)", rows, err)
 	}
@@ -510,7 +262,7 @@ func TestMigrate(t *testing.T) {
 	if err := l.Kill(context.Background(), "node1"); err != nil {
 		t.Fatal(err)
 	}
-	conn = connect(context.Background(), t, shopURL(vip(), 5000))
+	conn = connect(context.Background(), t, ShopURL(VIP(labNet), 5000))
 	defer conn.Close(context.Background())
 	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(500 * time.Millisecond) {
 		_, err := conn.Exec(context.Background(), "INSERT INTO writes (id) VALUES (-1)")
@@ -521,21 +273,19 @@ func TestMigrate(t *testing.T) {
 			t.Fatalf("no write accepted through the VIP after node1's loss: %v", err)
 		}
 		conn.Close(context.Background())
-		conn = connect(context.Background(), t, shopURL(vip(), 5000))
+		conn = connect(context.Background(), t, ShopURL(VIP(labNet), 5000))
 	}
-	if miss := missing(context.Background(), t, vip(), 5000, acks); len(miss) > 0 {
-		t.Fatalf("after the failover, %d acknowledged writes are missing: %v", len(miss), miss[:min(len(miss), 10)])
-	}
+	noneMissing(t, w, ws.Acks, "through the VIP after the failover")
 }
 
 // checkMigratedWithoutRestart checks a migration that needed no restart:
 // the client's connection to node1 never broke, the postmaster kept its
 // pid, the cluster is healthy, a second plan is empty, Debian's unit is
 // retired, and every acknowledged write is there through the VIP.
-func checkMigratedWithoutRestart(t *testing.T, l *lab.Lab, dir, pidBefore string, acks []ack, errs int, lastErr string) {
+func checkMigratedWithoutRestart(t *testing.T, l *lab.Lab, w *workload.Writer, dir, pidBefore string, ws Writes) {
 	t.Helper()
-	if errs != 0 {
-		t.Errorf("the client's connection to node1 broke %d times during the migration (last: %s): want none without a restart", errs, lastErr)
+	if ws.Errors != 0 {
+		t.Errorf("the client's connection to node1 broke %d times during the migration (last: %s): want none without a restart", ws.Errors, ws.LastError)
 	}
 	if pid := postmasterPID(t, l); pid != pidBefore {
 		t.Errorf("the postmaster's pid changed from %s to %s: the migration restarted it", pidBefore, pid)
@@ -547,9 +297,7 @@ func checkMigratedWithoutRestart(t *testing.T, l *lab.Lab, dir, pidBefore string
 	if out := onHost(t, l, "node1", "systemctl show -p UnitFileState --value postgresql@15-main; cat /etc/postgresql/15/main/start.conf"); !strings.Contains(out, "masked") || !strings.Contains(out, "disabled") {
 		t.Errorf("Debian's unit is not retired: %s", out)
 	}
-	if miss := missing(context.Background(), t, vip(), 5000, acks); len(miss) > 0 {
-		t.Fatalf("%d acknowledged writes missing through the VIP: %v", len(miss), miss[:min(len(miss), 10)])
-	}
+	noneMissing(t, w, ws.Acks, "through the VIP")
 }
 
 // postmasterPID is the pid of node1's postmaster.
@@ -588,13 +336,12 @@ func interruptedApply(t *testing.T, dir, at string, args ...string) {
 // the postmaster keeps its pid.
 func TestMigrateResume(t *testing.T) {
 	l := freshLab(t)
-	handSetup(t, l, "listen_addresses = '*'\nwal_log_hints = on\n")
+	handSetup(t, l, ReadySettings)
 	pidBefore := postmasterPID(t, l)
-	good := writeSpec(t, spec(l, strings.ReplaceAll(shopHBA, "LABNET", labNet)))
+	good := writeSpec(t, Spec(l, labNet, true))
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
-	w := startWriter(ctx, t, l.Hosts()[0].Address)
-	w.waitAcks(t, 50)
+	w := startWriter(ctx, t, l)
 	t0 := time.Now()
 
 	interruptedApply(t, good, "node1: postgres_adopt.15/main: creating...", ".")
@@ -622,10 +369,10 @@ func TestMigrateResume(t *testing.T) {
 		t.Fatalf("the apply that resumes the migration: %s", r)
 	}
 	wall := time.Since(t0)
-	acks, errs, lastErr, gap := w.finish(t, stop)
+	ws := finish(t, w, stop)
 	t.Logf("migration interrupted twice: three applies took %s; %d writes acknowledged on the original connection, %d failed (%s), longest write gap %s",
-		wall.Round(100*time.Millisecond), len(acks), errs, lastErr, gap.Round(time.Millisecond))
-	checkMigratedWithoutRestart(t, l, good, pidBefore, acks, errs, lastErr)
+		wall.Round(100*time.Millisecond), len(ws.Acks), ws.Errors, ws.LastError, ws.Gap.Round(time.Millisecond))
+	checkMigratedWithoutRestart(t, l, w, good, pidBefore, ws)
 }
 
 // TestMigrateRestart: node1 runs with wal_level = minimal, which no
@@ -634,28 +381,25 @@ func TestMigrateResume(t *testing.T) {
 // acknowledged write is lost.
 func TestMigrateRestart(t *testing.T) {
 	l := freshLab(t)
-	handSetup(t, l, "listen_addresses = '*'\nwal_level = minimal\nmax_wal_senders = 0\n")
-	good := writeSpec(t, spec(l, strings.ReplaceAll(shopHBA, "LABNET", labNet)))
+	handSetup(t, l, MinimalSettings)
+	good := writeSpec(t, Spec(l, labNet, true))
 	r := pgherd(t, good, "plan", ".")
-	if r.code != 0 || !strings.Contains(r.stdout, "impact: restart needed because wal_level=minimal, max_wal_senders=0") {
+	if r.code != 0 || !strings.Contains(r.stdout, RestartImpact) {
 		t.Fatalf("plan: want the restart predicted, got %s", r)
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
-	w := startWriter(ctx, t, l.Hosts()[0].Address)
-	w.waitAcks(t, 50)
+	w := startWriter(ctx, t, l)
 	t0 := time.Now()
 	if r := pgherd(t, good, "apply", "-auto-approve", "."); r.code != 0 {
 		t.Fatalf("apply: %s", r)
 	}
 	wall := time.Since(t0)
-	acks, errs, lastErr, gap := w.finish(t, stop)
+	ws := finish(t, w, stop)
 	t.Logf("migration with a restart: apply took %s; %d writes acknowledged, %d failed attempts (%s), longest write gap %s",
-		wall.Round(100*time.Millisecond), len(acks), errs, lastErr, gap.Round(time.Millisecond))
+		wall.Round(100*time.Millisecond), len(ws.Acks), ws.Errors, ws.LastError, ws.Gap.Round(time.Millisecond))
 	waitHealthy(t, good)
-	if miss := missing(context.Background(), t, vip(), 5000, acks); len(miss) > 0 {
-		t.Fatalf("%d acknowledged writes missing through the VIP: %v", len(miss), miss[:min(len(miss), 10)])
-	}
+	noneMissing(t, w, ws.Acks, "through the VIP")
 	if lvl := onHost(t, l, "node1", "runuser -u postgres -- psql -XAtc 'SHOW wal_level'"); lvl != "replica" {
 		t.Errorf("wal_level after the migration is %q, want replica", lvl)
 	}
@@ -666,22 +410,46 @@ func TestMigrateRestart(t *testing.T) {
 	}
 }
 
-// finish waits for 50 more acknowledged writes after the migration, stops
-// the writer (stop cancels its context) and returns its stats.
-func (w *writer) finish(t *testing.T, stop context.CancelFunc) (acks []ack, errs int, lastErr string, gap time.Duration) {
+// handSetup is HandSetup of dataMB on the test's lab.
+func handSetup(t *testing.T, l *lab.Lab, settings string) {
 	t.Helper()
-	acks, _, _, _ = w.stats()
-	w.waitAcks(t, len(acks)+50)
-	stop()
-	<-w.done
-	return w.stats()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	if err := HandSetup(ctx, l, labNet, settings, dataMB); err != nil {
+		t.Fatal(err)
+	}
 }
 
-func mustAtoi(t *testing.T, s string) int {
+// startWriter starts the application's client on its connection to node1;
+// it stops when ctx ends.
+func startWriter(ctx context.Context, t *testing.T, l *lab.Lab) *workload.Writer {
 	t.Helper()
-	n, err := strconv.Atoi(s)
+	w, err := StartWriter(ctx, l)
 	if err != nil {
-		t.Fatalf("PGHERD_E2E_MIGRATE_MB=%q: %v", s, err)
+		t.Fatal(err)
 	}
-	return n
+	return w
+}
+
+// finish is Finish.
+func finish(t *testing.T, w *workload.Writer, stop context.CancelFunc) Writes {
+	t.Helper()
+	ws, err := Finish(context.Background(), w, stop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ws
+}
+
+// noneMissing fails the test if the primary behind the VIP lacks an
+// acknowledged write.
+func noneMissing(t *testing.T, w *workload.Writer, acks []workload.Ack, where string) {
+	t.Helper()
+	miss, err := Missing(context.Background(), w, labNet, acks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(miss) > 0 {
+		t.Fatalf("%d acknowledged writes missing %s: %v", len(miss), where, miss[:min(len(miss), 10)])
+	}
 }

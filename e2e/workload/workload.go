@@ -222,8 +222,16 @@ func (w *Writer) WaitError(ctx context.Context, before int) error {
 // primary behind its url, once a connection through url reaches a server
 // at primaryAddr that is not in recovery (retrying until ctx ends).
 func (w *Writer) Missing(ctx context.Context, primaryAddr string, acks []Ack) ([]int64, error) {
+	return w.MissingVia(ctx, w.url, primaryAddr, acks)
+}
+
+// MissingVia is Missing reading through url instead of the writer's own
+// (a writer on a server's own address checked through the VIP once that
+// server is a cluster's primary); primaryAddr "" accepts any server that
+// is not in recovery.
+func (w *Writer) MissingVia(ctx context.Context, url, primaryAddr string, acks []Ack) ([]int64, error) {
 	for {
-		missing, err := w.missing(ctx, primaryAddr, acks)
+		missing, err := w.missing(ctx, url, primaryAddr, acks)
 		if err == nil {
 			return missing, nil
 		}
@@ -235,8 +243,8 @@ func (w *Writer) Missing(ctx context.Context, primaryAddr string, acks []Ack) ([
 	}
 }
 
-func (w *Writer) missing(ctx context.Context, primaryAddr string, acks []Ack) ([]int64, error) {
-	conn, err := connect(ctx, w.url)
+func (w *Writer) missing(ctx context.Context, url, primaryAddr string, acks []Ack) ([]int64, error) {
+	conn, err := connect(ctx, url)
 	if err != nil {
 		return nil, err
 	}
@@ -246,8 +254,11 @@ func (w *Writer) missing(ctx context.Context, primaryAddr string, acks []Ack) ([
 	if err := conn.QueryRow(ctx, "SELECT host(inet_server_addr()), pg_is_in_recovery()").Scan(&addr, &rec); err != nil {
 		return nil, err
 	}
-	if addr != primaryAddr || rec {
-		return nil, fmt.Errorf("reached %s (in recovery %v), not the primary %s", addr, rec, primaryAddr)
+	switch {
+	case rec:
+		return nil, fmt.Errorf("reached %s, which is in recovery", addr)
+	case primaryAddr != "" && addr != primaryAddr:
+		return nil, fmt.Errorf("reached %s, not the primary %s", addr, primaryAddr)
 	}
 	rows, err := conn.Query(ctx, "SELECT id FROM "+w.table)
 	if err != nil {
