@@ -62,9 +62,10 @@ demo: build
 demo-down: build
 	$(BIN) lab down --name $(LAB)
 
-## bench: the benchmarks of bench/, written to bench/RESULTS.md.
+## bench: the lab benchmarks of bench/ (about an hour; SUITES=ha,day2 picks some), written to bench/RESULTS.md.
+BENCH_SUITES := converge,cluster,ha,day2,migrate
 bench: build
-	$(GO) run ./bench -out bench/RESULTS.md
+	$(GO) run ./bench -suites $(or $(SUITES),$(BENCH_SUITES)) -out bench/RESULTS.md
 
 ## bench-backup: full/incremental backup and restore vs pgBackRest and pg_basebackup (needs root, PostgreSQL 15, pgbackrest; BACKUP_GB=4).
 bench-backup:
