@@ -20,9 +20,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/pgherd/pgherd/e2e/lab"
+	"github.com/pgherd/pgherd/e2e/suite"
 )
 
 var (
@@ -34,62 +34,19 @@ var (
 	// for what tests share, such as the applied HA spec.
 	workDir string
 	// labName and labNet name the e2e lab and its /24 ("10.79.0").
-	labName = envOr("PGHERD_E2E_LAB", "pgherd-e2e")
-	labNet  = envOr("PGHERD_E2E_NET", "10.79.0")
+	labName = suite.EnvOr("PGHERD_E2E_LAB", "pgherd-e2e")
+	labNet  = suite.EnvOr("PGHERD_E2E_NET", "10.79.0")
 )
-
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
-}
 
 // labAddr is the address .n on the e2e lab's network.
 func labAddr(n int) string { return fmt.Sprintf("%s.%d", labNet, n) }
 
 func TestMain(m *testing.M) {
-	if os.Getenv("PGHERD_E2E") != "1" {
-		fmt.Println("e2e: skipped; set PGHERD_E2E=1 to run the lab scenarios (make e2e)")
-		os.Exit(0)
-	}
-	os.Exit(runMain(m))
-}
-
-func runMain(m *testing.M) int {
-	tmp, err := os.MkdirTemp("", "pgherd-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(tmp)
-	workDir = tmp
-	pgherdBin = filepath.Join(tmp, "pgherd")
-	build := exec.Command("go", "build", "-o", pgherdBin, "../cmd/pgherd")
-	build.Stdout, build.Stderr = os.Stdout, os.Stderr
-	// Static: the binary is uploaded to the hosts as their agent.
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: building pgherd:", err)
-		return 1
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	theLab, err = lab.Up(ctx, lab.Config{Name: labName, Hosts: 4, Subnet: labNet + ".0/24", Dir: filepath.Join(tmp, "lab"), Log: log})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: lab up:", err)
-		return 1
-	}
-	code := m.Run()
-	if os.Getenv("PGHERD_E2E_KEEP") == "" {
-		if err := theLab.Down(context.Background()); err != nil {
-			fmt.Fprintln(os.Stderr, "e2e: lab down:", err)
-		}
-	} else {
-		fmt.Fprintf(os.Stderr, "e2e: lab kept (PGHERD_E2E_KEEP): %s\n", theLab.Dir())
-	}
-	return code
+	os.Exit(suite.Main(m, suite.Config{Name: "e2e", Lab: lab.Config{Name: labName, Hosts: 4, Subnet: labNet + ".0/24"}},
+		func(e *suite.Env) error {
+			pgherdBin, theLab, workDir = e.Bin, e.Lab, e.Dir
+			return nil
+		}))
 }
 
 // result is what a run of pgherd left.

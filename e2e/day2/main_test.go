@@ -9,18 +9,15 @@ package day2
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/pgherd/pgherd/e2e/lab"
+	"github.com/pgherd/pgherd/e2e/suite"
 )
 
 var (
@@ -28,66 +25,19 @@ var (
 	// with another version string: a different agent binary to upgrade to.
 	pgherdBin, nextBin string
 	theLab             *lab.Lab
-	labName            = envOr("PGHERD_E2E_DAY2_LAB", "pgherd-e2e-day2")
-	labNet             = envOr("PGHERD_E2E_DAY2_NET", "10.84.0")
+	labName            = suite.EnvOr("PGHERD_E2E_DAY2_LAB", "pgherd-e2e-day2")
+	labNet             = suite.EnvOr("PGHERD_E2E_DAY2_NET", "10.84.0")
 )
-
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
-}
 
 func labAddr(n int) string { return fmt.Sprintf("%s.%d", labNet, n) }
 
 func TestMain(m *testing.M) {
-	if os.Getenv("PGHERD_E2E") != "1" {
-		fmt.Println("e2e/day2: skipped; set PGHERD_E2E=1 to run the lab scenarios (make e2e)")
-		os.Exit(0)
-	}
-	os.Exit(runMain(m))
-}
-
-func build(out, version string) error {
-	cmd := exec.Command("go", "build", "-ldflags", "-X github.com/pgherd/pgherd/cli.version="+version, "-o", out, "../../cmd/pgherd")
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	// Static: the binary is uploaded to the hosts as their agent.
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	return cmd.Run()
-}
-
-func runMain(m *testing.M) int {
-	tmp, err := os.MkdirTemp("", "pgherd-e2e-day2-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(tmp)
-	pgherdBin, nextBin = filepath.Join(tmp, "pgherd"), filepath.Join(tmp, "pgherd-next")
-	for bin, v := range map[string]string{pgherdBin: "e2e-day2", nextBin: "e2e-day2-next"} {
-		if err := build(bin, v); err != nil {
-			fmt.Fprintln(os.Stderr, "e2e/day2: building pgherd:", err)
-			return 1
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	theLab, err = lab.Up(ctx, lab.Config{Name: labName, Hosts: 4, Subnet: labNet + ".0/24", Dir: filepath.Join(tmp, "lab"), Log: log})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e/day2: lab up:", err)
-		return 1
-	}
-	code := m.Run()
-	if os.Getenv("PGHERD_E2E_KEEP") == "" {
-		if err := theLab.Down(context.Background()); err != nil {
-			fmt.Fprintln(os.Stderr, "e2e/day2: lab down:", err)
-		}
-	} else {
-		fmt.Fprintf(os.Stderr, "e2e/day2: lab kept (PGHERD_E2E_KEEP): %s\n", theLab.Dir())
-	}
-	return code
+	os.Exit(suite.Main(m, suite.Config{Name: "e2e/day2", Versions: []string{"e2e-day2", "e2e-day2-next"},
+		Lab: lab.Config{Name: labName, Hosts: 4, Subnet: labNet + ".0/24"}},
+		func(e *suite.Env) error {
+			pgherdBin, nextBin, theLab = e.Bins["e2e-day2"], e.Bins["e2e-day2-next"], e.Lab
+			return nil
+		}))
 }
 
 // result is what a run of pgherd left.

@@ -17,54 +17,28 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/pgherd/pgherd/e2e/interrupt"
 	"github.com/pgherd/pgherd/e2e/lab"
+	"github.com/pgherd/pgherd/e2e/suite"
 	"github.com/pgherd/pgherd/e2e/workload"
 )
 
 var (
 	pgherdBin string
 	workDir   string
-	labName   = envOr("PGHERD_E2E_MIGRATE_LAB", "pgherd-e2e-migrate")
-	labNet    = envOr("PGHERD_E2E_MIGRATE_NET", "10.83.0")
-	// dataMB is PGHERD_E2E_MIGRATE_MB, read by runMain.
+	labName   = suite.EnvOr("PGHERD_E2E_MIGRATE_LAB", "pgherd-e2e-migrate")
+	labNet    = suite.EnvOr("PGHERD_E2E_MIGRATE_NET", "10.83.0")
+	// dataMB is PGHERD_E2E_MIGRATE_MB, read by TestMain.
 	dataMB int
 )
 
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
-}
-
 func TestMain(m *testing.M) {
-	if os.Getenv("PGHERD_E2E") != "1" {
-		fmt.Println("e2e/migrate: skipped; set PGHERD_E2E=1 to run the lab scenarios (make e2e)")
-		os.Exit(0)
-	}
-	os.Exit(runMain(m))
-}
-
-func runMain(m *testing.M) int {
-	tmp, err := os.MkdirTemp("", "pgherd-e2e-migrate-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(tmp)
-	workDir = tmp
-	if dataMB, err = strconv.Atoi(envOr("PGHERD_E2E_MIGRATE_MB", "64")); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e/migrate: PGHERD_E2E_MIGRATE_MB:", err)
-		return 1
-	}
-	pgherdBin = filepath.Join(tmp, "pgherd")
-	build := exec.Command("go", "build", "-o", pgherdBin, "../../cmd/pgherd")
-	build.Stdout, build.Stderr = os.Stdout, os.Stderr
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e/migrate: building pgherd:", err)
-		return 1
-	}
-	return m.Run()
+	os.Exit(suite.Main(m, suite.Config{Name: "e2e/migrate"}, func(e *suite.Env) error {
+		pgherdBin, workDir = e.Bin, e.Dir
+		var err error
+		if dataMB, err = strconv.Atoi(suite.EnvOr("PGHERD_E2E_MIGRATE_MB", "64")); err != nil {
+			return fmt.Errorf("PGHERD_E2E_MIGRATE_MB: %w", err)
+		}
+		return nil
+	}))
 }
 
 // freshLab brings up the scenario's three hosts from scratch (a lab left
