@@ -63,7 +63,7 @@ demo-down: build
 	$(BIN) lab down --name $(LAB)
 
 ## bench: the lab benchmarks of bench/ (about an hour; SUITES=ha,day2 picks some), written to bench/RESULTS.md.
-BENCH_SUITES := converge,cluster,ha,day2,migrate
+BENCH_SUITES := converge,cluster,ha,day2,migrate,major
 bench: build
 	$(GO) run ./bench -suites $(or $(SUITES),$(BENCH_SUITES)) -out bench/RESULTS.md
 

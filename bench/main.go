@@ -132,6 +132,14 @@ func run(ctx context.Context, log *slog.Logger, out string, suites []string, hos
 			if err := results.WriteSection(out, "migrate", section); err != nil {
 				return err
 			}
+		case "major":
+			section, err := majorSuite(ctx, log, bin, work, keep)
+			if err != nil {
+				return err
+			}
+			if err := results.WriteSection(out, "major", section); err != nil {
+				return err
+			}
 		case "cluster":
 			section, err := clusterSuite(ctx, log, bin, work, runs, keep)
 			if err != nil {

@@ -2,8 +2,6 @@ package major
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -27,43 +25,25 @@ func pgherd(t *testing.T, dir string, args ...string) interrupt.Result {
 	return r
 }
 
-// writeSpecs writes the old cluster's spec to dir/old and the new one's
-// to dir/new, each with the ssh and host blocks of its own hosts.
+// writeSpecs writes the two clusters' specs under dir.
 func writeSpecs(t *testing.T, dir string) (newAddr string) {
 	t.Helper()
-	hosts := theLab.Hosts()
-	var oldHosts [][2]string
-	for _, h := range hosts[:3] {
-		oldHosts = append(oldHosts, [2]string{h.Name, h.Address})
+	newAddr, err := WriteSpecs(theLab, labNet, dir)
+	if err != nil {
+		t.Fatal(err)
 	}
-	n := hosts[3]
-	for sub, files := range map[string]map[string]string{
-		"old": {"main.hcl": OldSpec(labNet, n.Address), "lab.hcl": SSH(theLab.KeyFile(), theLab.KnownHostsFile(), oldHosts)},
-		"new": {"main.hcl": NewSpec(), "lab.hcl": SSH(theLab.KeyFile(), theLab.KnownHostsFile(), [][2]string{{n.Name, n.Address}})},
-	} {
-		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		for name, content := range files {
-			if err := os.WriteFile(filepath.Join(dir, sub, name), []byte(content), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	return n.Address
+	return newAddr
 }
 
 // sql runs a query as postgres on a host's server of the given major
 // version, through docker exec.
 func sql(t *testing.T, host string, version int, db, query string) string {
 	t.Helper()
-	out, err := theLab.Exec(context.Background(), host, "runuser", "-u", "postgres", "--",
-		"/usr/lib/postgresql/"+strconv.Itoa(version)+"/bin/psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1",
-		"-h", "/var/run/postgresql", "-d", db, "-c", query)
+	out, err := Psql(context.Background(), theLab, host, version, db, query)
 	if err != nil {
-		t.Fatalf("%s: %s: %v\n%s", host, query, err, out)
+		t.Fatal(err)
 	}
-	return strings.TrimSpace(out)
+	return out
 }
 
 // oldPrimary is the old cluster's host that is not in recovery.

@@ -5,8 +5,14 @@
 package major
 
 import (
+	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
+
+	"github.com/pgherd/pgherd/e2e/lab"
 )
 
 // The clusters' names and major versions.
@@ -179,4 +185,43 @@ func SSH(keyFile, knownHosts string, hosts [][2]string) string {
 		fmt.Fprintf(&b, "host %q {\n  address = %q\n}\n\n", h[0], h[1])
 	}
 	return b.String()
+}
+
+// WriteSpecs writes the old cluster's spec to dir/old (on the lab's first
+// three hosts, VIP .100 on net) and the new one's to dir/new (on the
+// fourth), each with the ssh and host blocks of its own hosts, and returns
+// the new cluster's address.
+func WriteSpecs(l *lab.Lab, net, dir string) (newAddr string, err error) {
+	hosts := l.Hosts()
+	var oldHosts [][2]string
+	for _, h := range hosts[:3] {
+		oldHosts = append(oldHosts, [2]string{h.Name, h.Address})
+	}
+	n := hosts[3]
+	for sub, files := range map[string]map[string]string{
+		"old": {"main.hcl": OldSpec(net, n.Address), "lab.hcl": SSH(l.KeyFile(), l.KnownHostsFile(), oldHosts)},
+		"new": {"main.hcl": NewSpec(), "lab.hcl": SSH(l.KeyFile(), l.KnownHostsFile(), [][2]string{{n.Name, n.Address}})},
+	} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			return "", err
+		}
+		for name, content := range files {
+			if err := os.WriteFile(filepath.Join(dir, sub, name), []byte(content), 0o644); err != nil {
+				return "", err
+			}
+		}
+	}
+	return n.Address, nil
+}
+
+// Psql runs a query as postgres on a lab host's server of the given
+// major version and returns its unaligned output.
+func Psql(ctx context.Context, l *lab.Lab, host string, version int, db, query string) (string, error) {
+	out, err := l.Exec(ctx, host, "runuser", "-u", "postgres", "--",
+		"/usr/lib/postgresql/"+strconv.Itoa(version)+"/bin/psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1",
+		"-h", "/var/run/postgresql", "-d", db, "-c", query)
+	if err != nil {
+		return "", fmt.Errorf("%s: %s: %w\n%s", host, query, err, out)
+	}
+	return strings.TrimSpace(out), nil
 }
