@@ -33,6 +33,7 @@ type historyAhead struct {
 	mu      sync.Mutex
 	files   map[string]historyFile // by name
 	fetched uint32                 // the timeline last looked up ahead from
+	at      time.Time              // when
 }
 
 type historyFile struct {
@@ -123,7 +124,8 @@ func (s *walServer) lookUpHistory(ctx context.Context, tli uint32, tmpDir string
 
 // lookUpHistoryAhead starts lookUpHistory on a replica that a switchover
 // may promote next (the requested target, or any replica when none is
-// named), once per timeline.
+// named), once per timeline, and again when what it found is no longer
+// fresh (a switchover requested again after one that did not happen).
 func (a *Agent) lookUpHistoryAhead(v ha.View) {
 	if a.wal == nil || v.DCS == nil || v.DCS.Switchover == nil || v.Self.Role != ha.RoleReplica || v.Self.Timeline == 0 {
 		return
@@ -133,11 +135,11 @@ func (a *Agent) lookUpHistoryAhead(v ha.View) {
 	}
 	h := &a.wal.history
 	h.mu.Lock()
-	if h.fetched == v.Self.Timeline {
+	if h.fetched == v.Self.Timeline && time.Since(h.at) < historyTTL/2 {
 		h.mu.Unlock()
 		return
 	}
-	h.fetched = v.Self.Timeline
+	h.fetched, h.at = v.Self.Timeline, time.Now()
 	h.mu.Unlock()
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), historyTTL)
