@@ -139,7 +139,12 @@ func clusterPhases(m *spec.Model, c *spec.Cluster, keep func(string) bool, bin m
 			bin,
 			modules.Directory{Path: agentConfigDir, Owner: "root", Group: "postgres", Mode: "0750"},
 			modules.File{Path: agent.ConfigPath, Content: cfg, Owner: "postgres", Group: "postgres", Mode: "0600",
-				Sensitive: true, NotifyList: []string{"service." + agentUnit}},
+				Sensitive: true, NotifyList: []string{"service." + agentUnit}})
+		// The repositories are initialized before the agent starts: its
+		// PostgreSQL archives from its first segment on, and a push into
+		// a repository not yet initialized fails (and is retried).
+		rs = append(rs, backupResources(c, h)...)
+		rs = append(rs,
 			modules.Service{Name: agentUnit, Enabled: &enabled, State: modules.Running, Reload: true, Unit: agentUnitFile,
 				Watch: []string{"file." + agent.ConfigPath}},
 			modules.PgHBA{DataDir: c.Postgres.DataDir, Content: hba},
@@ -148,7 +153,7 @@ func clusterPhases(m *spec.Model, c *spec.Cluster, keep func(string) bool, bin m
 			modules.PostgresObjects{Cluster: c.Name, Port: c.Postgres.Port, SocketDir: "/var/run/postgresql",
 				Roles: roles, Databases: dbs, First: h.Name == c.Postgres.Hosts[0]},
 		)
-		return append(rs, backupResources(c, h)...), nil
+		return rs, nil
 	}
 	// etcd and PostgreSQL with the agent go in one phase, each host's
 	// packages in one apt-get run: etcd need not wait for the agents (they
