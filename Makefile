@@ -18,18 +18,18 @@ build:
 # The lab suites of day-2 procedures, migration, the major upgrade and the short chaos soak
 # each bring up a lab of their own: they run one after another, after the
 # rest, so that no two HA clusters share the machine's cores.
-SUITES := ./e2e/day2 ./e2e/migrate ./e2e/major ./e2e/chaos
+LAB_SUITES := ./e2e/day2 ./e2e/migrate ./e2e/major ./e2e/chaos
 CORE    = $(shell $(GO) list ./... | grep -v -e /e2e/chaos -e /e2e/day2 -e /e2e/migrate -e /e2e/major)
 
 ## test: everything — unit, integration (real sshd, PostgreSQL, etcd), the lab e2e suite,
 ## the day-2 and migration scenarios and a short chaos soak.
 test: lint
-	PGHERD_E2E=1 $(GO) test -p 2 -timeout 25m $(CORE)
-	PGHERD_E2E=1 $(GO) test -p 1 -timeout 40m $(SUITES)
+	PGHERD_E2E=1 $(GO) test -count=1 -p 2 -timeout 25m $(CORE)
+	PGHERD_E2E=1 $(GO) test -count=1 -p 1 -timeout 40m $(LAB_SUITES)
 
 ## e2e-extended: only the day-2, migration, major-upgrade and short chaos suites.
 e2e-extended:
-	PGHERD_E2E=1 $(GO) test -p 1 -timeout 40m -v $(SUITES)
+	PGHERD_E2E=1 $(GO) test -count=1 -p 1 -timeout 40m -v $(LAB_SUITES)
 
 ## unit: the tests that need no lab (still real sshd, PostgreSQL and etcd processes).
 unit:
