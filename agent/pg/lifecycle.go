@@ -218,17 +218,13 @@ func (i *Instance) Start(ctx context.Context) error {
 // data directory and accepts connections (postmaster.pid's status line
 // says ready, or standby on a hot standby).
 func (i *Instance) readySince(t0 time.Time) bool {
-	data, err := os.ReadFile(i.path("postmaster.pid"))
-	if err != nil {
+	lines := i.pidFileLines()
+	if lines == nil {
 		return false
 	}
-	lines := strings.Split(string(data), "\n")
-	if len(lines) < 8 {
-		return false
-	}
-	pid, err1 := strconv.Atoi(strings.TrimSpace(lines[0]))
-	started, err2 := strconv.ParseInt(strings.TrimSpace(lines[2]), 10, 64)
-	status := strings.TrimSpace(lines[7])
+	pid, err1 := strconv.Atoi(lines[0])
+	started, err2 := strconv.ParseInt(lines[2], 10, 64)
+	status := lines[7]
 	return err1 == nil && err2 == nil && started >= t0.Unix()-1 &&
 		(status == "ready" || status == "standby") && isPostgres(pid)
 }

@@ -50,15 +50,27 @@ func (i *Instance) shutDownInControl() (bool, error) {
 // pidFileStatus is postmaster.pid's status line ("starting", "stopping",
 // "ready", "standby"), "" when there is none.
 func (i *Instance) pidFileStatus() string {
+	if lines := i.pidFileLines(); lines != nil {
+		return lines[7]
+	}
+	return ""
+}
+
+// pidFileLines are postmaster.pid's lines, trimmed; nil without a complete
+// one (at least the 8 lines up to the status).
+func (i *Instance) pidFileLines() []string {
 	data, err := os.ReadFile(i.path("postmaster.pid"))
 	if err != nil {
-		return ""
+		return nil
 	}
 	lines := strings.Split(string(data), "\n")
 	if len(lines) < 8 {
-		return ""
+		return nil
 	}
-	return strings.TrimSpace(lines[7])
+	for k := range lines {
+		lines[k] = strings.TrimSpace(lines[k])
+	}
+	return lines
 }
 
 // shutDownExiting reports whether the postmaster pid is past its shutdown
