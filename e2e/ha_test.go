@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgherd/pgherd/e2e/suite"
 )
 
 // The HA cluster of examples/ha, moved onto the e2e lab's network.
@@ -90,6 +92,7 @@ func haSpecDir(t *testing.T) string {
 // ran, else one it applies now.
 func haCluster(t *testing.T) string {
 	t.Helper()
+	suite.JournalsOnFailure(t, theLab)
 	haShared.mu.Lock()
 	defer haShared.mu.Unlock()
 	if haShared.dir != "" {
@@ -129,6 +132,7 @@ func pgConnect(ctx context.Context, t *testing.T, port int) *pgx.Conn {
 }
 
 func TestHA(t *testing.T) {
+	suite.JournalsOnFailure(t, theLab)
 	dir := haSpecDir(t)
 
 	ok := t.Run("apply from bare hosts", func(t *testing.T) {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/pgherd/pgherd/bench/results"
 	"github.com/pgherd/pgherd/e2e/lab"
+	"github.com/pgherd/pgherd/e2e/suite"
 )
 
 const (
@@ -67,6 +68,7 @@ func TestChaos(t *testing.T) {
 	if theLab == nil {
 		t.Skip("set PGHERD_E2E=1 to run the chaos soak (make chaos)")
 	}
+	suite.JournalsOnFailure(t, theLab)
 	s := soakSettings(t)
 	t.Logf("chaos soak: %s of faults, seed %d (PGHERD_CHAOS_DURATION, PGHERD_CHAOS_SEED)", s.duration, s.seed)
 

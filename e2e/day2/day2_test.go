@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgherd/pgherd/e2e/suite"
 )
 
 func pgURL() string { return DSN(labNet) }
@@ -135,6 +137,7 @@ func rollOrder(t *testing.T, planJSON string) []string {
 // each procedure on it in turn: every one must keep every acknowledged
 // write, and a plan right after it must be empty.
 func TestDay2(t *testing.T) {
+	suite.JournalsOnFailure(t, theLab)
 	dir := t.TempDir()
 	writeSpec(t, dir, FromVersion, "128MB")
 	if r := run(t, pgherdBin, dir, "apply", "-auto-approve", "."); r.code != 0 {

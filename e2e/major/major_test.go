@@ -11,6 +11,7 @@ import (
 
 	"github.com/pgherd/pgherd/e2e/interrupt"
 	"github.com/pgherd/pgherd/e2e/lab"
+	"github.com/pgherd/pgherd/e2e/suite"
 	"github.com/pgherd/pgherd/e2e/workload"
 )
 
@@ -61,6 +62,7 @@ func oldPrimary(t *testing.T) lab.Host {
 var downtimeRE = regexp.MustCompile(`Downtime \(old read-only to new writable\): (\S+);`)
 
 func TestMajorUpgrade(t *testing.T) {
+	suite.JournalsOnFailure(t, theLab)
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
 	dir := t.TempDir()

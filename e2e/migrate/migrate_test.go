@@ -73,6 +73,16 @@ func freshLab(t *testing.T) *lab.Lab {
 			t.Errorf("lab down: %v", err)
 		}
 	})
+	suite.JournalsOnFailure(t, l)
+	t.Cleanup(func() {
+		// The adopted postmaster logs where Debian's pg_ctlcluster sent
+		// its output: its file says whether it restarted, or why a
+		// client's connection ended.
+		if t.Failed() {
+			out, err := l.Exec(context.Background(), "node1", "sh", "-c", "tail -n 60 /var/log/postgresql/postgresql-15-main.log")
+			t.Logf("node1: the end of the adopted server's log, as the test failed (%v):\n%s", err, out)
+		}
+	})
 	return l
 }
 

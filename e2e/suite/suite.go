@@ -145,3 +145,34 @@ func build(out, v string) error {
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	return cmd.Run()
 }
+
+// JournalsOnFailure logs, when t has failed by the end of the test, the
+// last lines of each host's journal for units (the pgherd agent's when
+// none): what the agents decided, and why, is what a failure in CI needs
+// most, and the lab is gone after the run. It is registered after the lab
+// is up, so that it runs before a cleanup that takes the lab down.
+func JournalsOnFailure(t testing.TB, l *lab.Lab, units ...string) {
+	t.Helper()
+	if len(units) == 0 {
+		units = []string{"pgherd-agent"}
+	}
+	args := []string{"journalctl", "--no-pager", "-o", "short-precise", "-n", "60"}
+	for _, u := range units {
+		args = append(args, "-u", u)
+	}
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for _, h := range l.Hosts() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			out, err := l.Exec(ctx, h.Name, args...)
+			cancel()
+			if err != nil {
+				t.Logf("%s: journal: %v", h.Name, err)
+				continue
+			}
+			t.Logf("%s: the last lines of the journal (%v), as the test failed:\n%s", h.Name, units, out)
+		}
+	})
+}
