@@ -283,6 +283,9 @@ func (a *Agent) bootstrap(ctx context.Context, v ha.View) error {
 	// also holds the initialize claim, is renewed meanwhile. Nothing
 	// runs that could accept a write, so renewing from aside is safe.
 	if err := a.keepBusy(ctx, v, "bootstrapping", true, func() error {
+		if err := a.waitRepositories(ctx); err != nil {
+			return err
+		}
 		return a.pg.InitDB(ctx, pg.InitOptions{Parameters: a.parameters()})
 	}); err != nil {
 		return err
@@ -306,6 +309,63 @@ func (a *Agent) bootstrap(ctx context.Context, v ha.View) error {
 	// see renewingWhile): on a slow host it may outlast the ttl, and a
 	// claim lost here leaves an initdb'd directory that can never join.
 	return a.renewingWhile(ctx, a.pg.Start)
+}
+
+// repositoryWait bounds how long a bootstrap waits for its backup
+// repositories to be initialized: past it, the cluster is created anyway,
+// since PostgreSQL keeps each segment it failed to archive and retries
+// it, and a repository that is never initialized must not hold the
+// cluster back forever.
+const repositoryWait = 2 * time.Minute
+
+// waitRepositories waits, before initdb, until every backup repository is
+// initialized: archiving starts with the first segment, and a repository
+// shared by the hosts (SFTP, S3) is initialized by the apply from the
+// first PostgreSQL host only, whose agent may lose the race to bootstrap
+// to another host's. Each push into it before then fails (and counts in
+// pg_stat_archiver). A repository that cannot be checked (unreachable) is
+// not waited for.
+func (a *Agent) waitRepositories(ctx context.Context) error {
+	if a.wal == nil {
+		return nil
+	}
+	ss, _, err := a.wal.kept()
+	if err != nil { // no backup section
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, repositoryWait)
+	defer cancel()
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for logged := false; ; logged = true {
+		names, err := ss.Uninitialized(wctx)
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil:
+			a.log.Warn("bootstrap: cannot check the backup repositories; bootstrapping without waiting", "err", err)
+			return nil
+		case len(names) == 0:
+			return nil
+		case !logged:
+			a.log.Info("bootstrap: waiting for the backup repositories to be initialized: archiving starts with "+
+				"the first segment; the apply initializes shared repositories from the first PostgreSQL host",
+				"repositories", strings.Join(names, ", "), "at_most", repositoryWait)
+		}
+		select {
+		case <-wctx.Done():
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			a.log.Warn("bootstrap: the backup repositories are still not initialized; bootstrapping anyway "+
+				"(PostgreSQL retries archiving until they are)", "repositories", strings.Join(names, ", "), "waited", repositoryWait)
+			return nil
+		case <-tick.C:
+		}
+		if a.shuttingDown.Load() {
+			return errors.New("bootstrap: shutting down while waiting for the backup repositories")
+		}
+	}
 }
 
 // ensureRoles gives the superuser its password, creates the replication

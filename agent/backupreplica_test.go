@@ -13,6 +13,7 @@ import (
 
 	"github.com/pgherd/pgherd/agent/backup"
 	"github.com/pgherd/pgherd/agent/backup/backuptest"
+	"github.com/pgherd/pgherd/agent/pg"
 )
 
 // TestMain lets PostgreSQL run this test binary as its archive_command and
@@ -55,39 +56,61 @@ func walHelper(cfgJSON string, args []string) int {
 	return 0
 }
 
-// TestReplicaFromBackup: with create_replica_from_backup, a new member
-// restores the repository's latest backup (not a copy of the primary),
-// replays the archive, and then streams from the primary.
-func TestReplicaFromBackup(t *testing.T) {
+// newBackupCluster prepares n members (not started) whose PostgreSQL
+// archives into, and restores from, a directory repository through this
+// test binary (TestMain); mod, when not nil, changes the backup section.
+// The repository is not initialized (initRepository).
+func newBackupCluster(t *testing.T, n int, mod func(*BackupConfig)) (*testCluster, *BackupConfig, *backuptest.PGDir) {
+	t.Helper()
 	// The repository and the helper, in a directory postgres can reach.
 	d := backuptest.NewPGDir(t)
 	helper := d.CopySelf(t, "helper")
-	bcfg := &BackupConfig{Repositories: []BackupRepository{{Type: RepoPath, Path: d.Mkdir(t, "repo")}}, CreateReplicaFromBackup: true}
+	bcfg := &BackupConfig{Repositories: []BackupRepository{{Type: RepoPath, Path: d.Mkdir(t, "repo")}}}
+	if mod != nil {
+		mod(bcfg)
+	}
 	if err := bcfg.Check(); err != nil {
 		t.Fatal(err)
 	}
-	c := newTestCluster(t, 2, func(cfg *Config) {
+	c := newTestCluster(t, n, func(cfg *Config) {
 		js, err := json.Marshal(bcfg)
 		if err != nil {
 			t.Fatal(err)
 		}
 		env := "PGHERD_AGENT_WAL_HELPER='" + string(js) + "' " + helper
 		cfg.Backup = bcfg
-		// The restore runs in this process beside the other agent: a
+		// A restore runs in this process beside the other agent: a
 		// generous ttl, so that a busy machine does not cost the leader
-		// its lease (not what this test is about).
+		// its lease (not what these tests are about).
 		cfg.HA.TTL.Duration = 10 * time.Second
 		cfg.Postgres.Parameters["archive_mode"] = "on"
 		cfg.Postgres.Parameters["archive_command"] = env + " wal-push %p"
 		cfg.Postgres.Parameters["restore_command"] = env + ` wal-fetch %f "%p"`
 	})
-	ctx := t.Context()
-	st, err := bcfg.Init(ctx, slog.New(slog.NewTextHandler(t.Output(), nil)), "")
+	return c, bcfg, d
+}
+
+// initRepository initializes the repository of newBackupCluster, as
+// `pgherd backup init` does.
+func initRepository(t *testing.T, bcfg *BackupConfig, d *backuptest.PGDir) *backup.Store {
+	t.Helper()
+	st, err := bcfg.Init(t.Context(), slog.New(slog.NewTextHandler(t.Output(), nil)), "")
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(st.Close)
 	// Made as root: PostgreSQL's archive_command runs as postgres.
 	d.ChownTree(t, bcfg.Repositories[0].Path)
+	return st
+}
+
+// TestReplicaFromBackup: with create_replica_from_backup, a new member
+// restores the repository's latest backup (not a copy of the primary),
+// replays the archive, and then streams from the primary.
+func TestReplicaFromBackup(t *testing.T) {
+	c, bcfg, d := newBackupCluster(t, 2, func(b *BackupConfig) { b.CreateReplicaFromBackup = true })
+	ctx := t.Context()
+	st := initRepository(t, bcfg, d)
 
 	c.start("node1")
 	if leader := c.waitRoles(90 * time.Second); leader != "node1" {
@@ -163,4 +186,53 @@ func TestReplicaFromBackup(t *testing.T) {
 			t.Errorf("socket %s: %v %v, want mode 0600", sock, fi.Mode(), err)
 		}
 	})
+}
+
+// TestBootstrapWaitsForRepository: an agent bootstrapping a new cluster
+// does not run initdb while its repository is not initialized (the apply
+// initializes a shared one from the first PostgreSQL host only, maybe
+// after another host's agent won the race to bootstrap); once it is, the
+// cluster comes up and its first segment is archived without a failed
+// push.
+func TestBootstrapWaitsForRepository(t *testing.T) {
+	c, bcfg, d := newBackupCluster(t, 1, nil)
+	c.start("node1")
+	m := c.members["node1"]
+	in := &pg.Instance{BinDir: testBinDir, DataDir: m.cfg.Postgres.DataDir, User: "postgres"}
+	deadline := time.Now().Add(60 * time.Second)
+	for m.agent.Snapshot().State != "bootstrapping" {
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent did not start to bootstrap: %+v", m.agent.Snapshot())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if ok, err := in.Initialized(); ok || err != nil {
+			t.Fatalf("initdb ran before the repository was initialized (%v)", err)
+		}
+	}
+
+	initRepository(t, bcfg, d)
+	if leader := c.waitRoles(90 * time.Second); leader != "node1" {
+		t.Fatalf("leader %s, want node1", leader)
+	}
+	c.exec("node1", "CREATE TABLE t (id int primary key)")
+	c.exec("node1", "SELECT pg_switch_wal()")
+	conn := c.conn("node1")
+	var archived, failed int64
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		err := conn.QueryRow(t.Context(), "SELECT archived_count, failed_count FROM pg_stat_archiver").Scan(&archived, &failed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if failed > 0 {
+			t.Fatalf("pg_stat_archiver: %d failed pushes (%d archived), want none", failed, archived)
+		}
+		if archived > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no segment archived")
+		}
+	}
 }

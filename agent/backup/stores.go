@@ -48,6 +48,30 @@ func (ss *Stores) store(ctx context.Context, i int) (st *Store, kept bool, err e
 	return st, false, nil
 }
 
+// Uninitialized names the repositories that were never initialized
+// (their open fails with ErrNoConfig), as `repository "offsite"`, or "the
+// repository" for a single unnamed one; the error reports the other
+// failures to open one (unreachable, a wrong key). A repository that
+// opens is kept open, as for a push.
+func (ss *Stores) Uninitialized(ctx context.Context) ([]string, error) {
+	var names []string
+	var errs []error
+	for i := range ss.names {
+		_, _, err := ss.store(ctx, i)
+		switch {
+		case errors.Is(err, ErrNoConfig) && ss.names[i] != "":
+			names = append(names, fmt.Sprintf("repository %q", ss.names[i]))
+		case errors.Is(err, ErrNoConfig):
+			names = append(names, "the repository")
+		case err != nil && ss.names[i] != "":
+			errs = append(errs, fmt.Errorf("repository %q: %w", ss.names[i], err))
+		case err != nil:
+			errs = append(errs, err)
+		}
+	}
+	return names, errors.Join(errs...)
+}
+
 // in names repository i for an error message, as Store.in does.
 func (ss *Stores) in(i int) string {
 	if ss.names[i] == "" {

@@ -238,3 +238,55 @@ func TestStoresSpoolTag(t *testing.T) {
 		t.Fatalf("offsite holds %v, without %s: recorded as pushed ahead into local only, it was not pushed again", got, names[1])
 	}
 }
+
+// TestStoresUninitialized: Uninitialized names the repositories without a
+// config.json, reports a repository that fails otherwise (a wrong key) as
+// an error, keeps open those that open and none that failed; once
+// initialized, a repository is no longer named.
+func TestStoresUninitialized(t *testing.T) {
+	ctx := t.Context()
+	opts := Options{Passphrase: "one passphrase", ScryptN: 1 << 10}
+	names := []string{"local", "new", "wrong-key"}
+	repos := make([]*LocalRepo, len(names))
+	for i := range repos {
+		var err error
+		if repos[i], err = NewLocal(t.TempDir()); err != nil {
+			t.Fatal(err)
+		}
+		repos[i].NoSync = true
+	}
+	for _, i := range []int{0, 2} {
+		if _, err := Init(ctx, repos[i], opts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ss := NewStores(names, func(ctx context.Context, i int) (*Store, error) {
+		o := opts
+		if names[i] == "wrong-key" {
+			o.Passphrase = "another passphrase"
+		}
+		return Open(ctx, repos[i], o)
+	}, nil)
+	t.Cleanup(ss.Close)
+
+	got, err := ss.Uninitialized(ctx)
+	if len(got) != 1 || got[0] != `repository "new"` {
+		t.Fatalf("uninitialized %q, want only new", got)
+	}
+	if err == nil || errors.Is(err, ErrNoConfig) || !strings.Contains(err.Error(), `repository "wrong-key"`) {
+		t.Fatalf("error %v, want one naming wrong-key only", err)
+	}
+	if ss.stores[0] == nil || ss.stores[1] != nil || ss.stores[2] != nil {
+		t.Fatalf("kept open: %v, want local only", ss.stores)
+	}
+
+	if _, err := Init(ctx, repos[1], opts); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ss.Uninitialized(ctx); len(got) != 0 || err == nil {
+		t.Fatalf("once initialized: %q, %v; want none, and the wrong key's error", got, err)
+	}
+	if ss.stores[1] == nil {
+		t.Fatal("the repository initialized since is not kept open")
+	}
+}

@@ -142,7 +142,10 @@ func clusterPhases(m *spec.Model, c *spec.Cluster, keep func(string) bool, bin m
 				Sensitive: true, NotifyList: []string{"service." + agentUnit}})
 		// The repositories are initialized before the agent starts: its
 		// PostgreSQL archives from its first segment on, and a push into
-		// a repository not yet initialized fails (and is retried).
+		// a repository not yet initialized fails (and is retried). A
+		// shared one is initialized from the first host only: another
+		// host's agent that bootstraps the cluster first waits for it
+		// before initdb (agent.waitRepositories).
 		rs = append(rs, backupResources(c, h)...)
 		rs = append(rs,
 			modules.Service{Name: agentUnit, Enabled: &enabled, State: modules.Running, Reload: true, Unit: agentUnitFile,
