@@ -192,7 +192,9 @@ type Writes struct {
 	Acks      []workload.Ack
 	Errors    int
 	LastError string
-	Gap       time.Duration
+	// FirstErrors are the first failed attempts with their times.
+	FirstErrors []string
+	Gap         time.Duration
 }
 
 // Finish waits (a minute at most) for 50 more acknowledged writes after
@@ -207,7 +209,7 @@ func Finish(ctx context.Context, w *workload.Writer, stop context.CancelFunc) (W
 	if err != nil {
 		return Writes{}, fmt.Errorf("after the migration: %w", err)
 	}
-	return Writes{Acks: w.Since(0), Errors: w.Errors(), LastError: w.LastError(), Gap: w.MaxGap(0)}, nil
+	return Writes{Acks: w.Since(0), Errors: w.Errors(), LastError: w.LastError(), FirstErrors: w.FirstErrors(), Gap: w.MaxGap(0)}, nil
 }
 
 // Missing returns the acknowledged writes that the primary behind the

@@ -111,8 +111,21 @@ func pgherd(t *testing.T, dir string, args ...string) result {
 	case err != nil:
 		t.Fatalf("running pgherd %s: %v", strings.Join(args, " "), err)
 	}
-	t.Logf("pgherd %s\n%s", strings.Join(args, " "), r)
+	// Every run is logged, briefly: a failed test prints its log, and CI
+	// shows only the start and the end of a long output, where the
+	// failure's own message, which holds the whole output, would be lost
+	// among whole plans.
+	t.Logf("pgherd %s\nexit %d\n--- stdout\n%s\n--- stderr\n%s", strings.Join(args, " "), r.code, brief(r.stdout), brief(r.stderr))
 	return r
+}
+
+// brief is s with its middle left out when it is longer than 30 lines.
+func brief(s string) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) <= 30 {
+		return s
+	}
+	return strings.Join(lines[:15], "\n") + fmt.Sprintf("\n[… %d lines …]\n", len(lines)-30) + strings.Join(lines[len(lines)-15:], "\n")
 }
 
 func onHost(t *testing.T, l *lab.Lab, host, script string) string {
@@ -269,7 +282,8 @@ func TestMigrate(t *testing.T) {
 func checkMigratedWithoutRestart(t *testing.T, l *lab.Lab, w *workload.Writer, dir, pidBefore string, ws Writes) {
 	t.Helper()
 	if ws.Errors != 0 {
-		t.Errorf("the client's connection to node1 broke %d times during the migration (last: %s): want none without a restart", ws.Errors, ws.LastError)
+		t.Errorf("the client's connection to node1 broke %d times during the migration: want none without a restart; the first: %s",
+			ws.Errors, strings.Join(ws.FirstErrors, "; "))
 	}
 	if pid := postmasterPID(t, l); pid != pidBefore {
 		t.Errorf("the postmaster's pid changed from %s to %s: the migration restarted it", pidBefore, pid)

@@ -45,7 +45,10 @@ type Writer struct {
 	acks   []Ack
 	errs   int
 	lastEr string
-	done   chan struct{}
+	// firstErrs are the first failed attempts, each with its time: what
+	// a test reports when a client was not to see any.
+	firstErrs []string
+	done      chan struct{}
 }
 
 // Start creates table (id bigint primary key) if needed through url (for
@@ -105,6 +108,9 @@ func (w *Writer) run(ctx context.Context, id int64) {
 		w.mu.Lock()
 		w.errs++
 		w.lastEr = err.Error()
+		if len(w.firstErrs) < maxFirstErrors {
+			w.firstErrs = append(w.firstErrs, time.Now().Format("15:04:05.000")+" "+w.lastEr)
+		}
 		w.mu.Unlock()
 		if conn != nil {
 			conn.Close(context.Background())
@@ -203,6 +209,17 @@ func (w *Writer) LastError() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.lastEr
+}
+
+// maxFirstErrors is how many of the first failed attempts a Writer keeps.
+const maxFirstErrors = 5
+
+// FirstErrors are the first failed attempts (five at most), each as its
+// time and error.
+func (w *Writer) FirstErrors() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.firstErrs)
 }
 
 // WaitError waits until an attempt fails after the count before: the
