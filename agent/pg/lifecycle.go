@@ -277,14 +277,20 @@ func (i *Instance) Stop(ctx context.Context, mode StopMode) error {
 	default:
 		return fmt.Errorf("pg: unknown stop mode %q", mode)
 	}
+	return i.stop(ctx, mode, nil)
+}
+
+// stop sends the postmaster mode's signal and waits for it to exit, or,
+// with done set, until done says the shutdown is as far as the caller
+// needs (checked every 5 ms). pg_ctl stop's signals are sent here and
+// waited for through a pidfd: pg_ctl looks every 100 ms, and a
+// switchover's write pause lasts until the old primary is seen stopped.
+func (i *Instance) stop(ctx context.Context, mode StopMode, done func(pid int) bool) error {
 	pid, err := i.postmasterPID()
 	if err != nil || pid == 0 {
 		return err
 	}
 	t0 := time.Now()
-	// pg_ctl stop's signals, sent here and waited for through a pidfd:
-	// pg_ctl looks every 100 ms, and a switchover's write pause lasts
-	// until the old primary is seen stopped.
 	if err := syscall.Kill(pid, stopSignals[mode]); err != nil {
 		if errors.Is(err, syscall.ESRCH) {
 			return nil // it stopped anyway (raced with another stop)
@@ -293,11 +299,29 @@ func (i *Instance) Stop(ctx context.Context, mode StopMode) error {
 	}
 	wctx, cancel := context.WithTimeout(ctx, 600*time.Second)
 	defer cancel()
-	if err := WaitExit(wctx, pid); err != nil {
-		return fmt.Errorf("pg: stop (%s): postmaster %d still running: %w", mode, pid, err)
+	exited := make(chan error, 1)
+	go func() { exited <- WaitExit(wctx, pid) }()
+	var tick <-chan time.Time
+	if done != nil {
+		t := time.NewTicker(5 * time.Millisecond)
+		defer t.Stop()
+		tick = t.C
 	}
-	i.log().Info("postgres stopped", "mode", mode, "took", time.Since(t0).Round(time.Millisecond))
-	return nil
+	for {
+		select {
+		case err := <-exited:
+			if err != nil {
+				return fmt.Errorf("pg: stop (%s): postmaster %d still running: %w", mode, pid, err)
+			}
+			i.log().Info("postgres stopped", "mode", mode, "took", time.Since(t0).Round(time.Millisecond))
+			return nil
+		case <-tick:
+			if done(pid) {
+				i.log().Info("postgres shut down; its postmaster finishes exiting (archiving)", "pid", pid, "took", time.Since(t0).Round(time.Millisecond))
+				return nil
+			}
+		}
+	}
 }
 
 // stopSignals are the postmaster's shutdown signals per mode.

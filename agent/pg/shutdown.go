@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -107,38 +106,7 @@ func (i *Instance) runningPID(ctx context.Context) (int, error) {
 // then (Status says StateStopped with Exiting). Start, Rewind and Clone
 // wait for it to exit.
 func (i *Instance) ShutDown(ctx context.Context) error {
-	pid, err := i.postmasterPID()
-	if err != nil || pid == 0 {
-		return err
-	}
-	t0 := time.Now()
-	if err := syscall.Kill(pid, stopSignals[Fast]); err != nil {
-		if err == syscall.ESRCH {
-			return nil
-		}
-		return fmt.Errorf("pg: shut down: signal %d: %w", pid, err)
-	}
-	wctx, cancel := context.WithTimeout(ctx, 600*time.Second)
-	defer cancel()
-	exited := make(chan error, 1)
-	go func() { exited <- WaitExit(wctx, pid) }()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case err := <-exited:
-			if err != nil {
-				return fmt.Errorf("pg: shut down: postmaster %d still running: %w", pid, err)
-			}
-			i.log().Info("postgres stopped", "mode", Fast, "took", time.Since(t0).Round(time.Millisecond))
-			return nil
-		case <-tick.C:
-			if i.shutDownExiting(pid) {
-				i.log().Info("postgres shut down; its postmaster finishes archiving", "pid", pid, "took", time.Since(t0).Round(time.Millisecond))
-				return nil
-			}
-		}
-	}
+	return i.stop(ctx, Fast, i.shutDownExiting)
 }
 
 // exitingStatus is the status of a postmaster shutDownExiting says is
