@@ -60,6 +60,18 @@ func newTestInstance(t *testing.T, base, name string) *Instance {
 	return i
 }
 
+// startTestPrimary initializes i (trust authentication, with params) and
+// starts it.
+func startTestPrimary(t *testing.T, i *Instance, params map[string]string) {
+	t.Helper()
+	if err := i.InitDB(t.Context(), InitOptions{AuthLocal: "trust", AuthHost: "trust", Parameters: params}); err != nil {
+		t.Fatal(err)
+	}
+	if err := i.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // upstream is how other members reach i (TCP on loopback, trust auth).
 func upstream(i *Instance) ConnInfo {
 	return ConnInfo{Host: "127.0.0.1", Port: i.Port, User: "postgres"}

@@ -59,6 +59,9 @@ var (
 	// ErrUnmanagedSlot: a slot name without the pgherd prefix was given to
 	// EnsureSlots.
 	ErrUnmanagedSlot = errors.New("slot is not managed by pgherd")
+	// ErrSlotMissing: Clone was given a slot that the source still did
+	// not have when the wait for it ended (CloneOptions.SlotWait).
+	ErrSlotMissing = errors.New("replication slot does not exist on the source")
 )
 
 // Instance is one local PostgreSQL cluster (a data directory and the

@@ -15,13 +15,7 @@ func TestFinishRecovery(t *testing.T) {
 	base := testBase(t)
 	ctx := t.Context()
 	p := newTestInstance(t, base, "p")
-	if err := p.InitDB(ctx, InitOptions{AuthLocal: "trust", AuthHost: "trust",
-		Parameters: map[string]string{"wal_level": "replica", "fsync": "off", "shared_buffers": "16MB"}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	startTestPrimary(t, p, map[string]string{"wal_level": "replica", "fsync": "off", "shared_buffers": "16MB"})
 	mustExec(t, p, "CREATE TABLE t AS SELECT generate_series(1, 10) AS id")
 	r := newTestInstance(t, base, "r")
 	if err := r.Clone(ctx, upstream(p), CloneOptions{}); err != nil {

@@ -24,7 +24,20 @@ type CloneOptions struct {
 	// MoveAside allows cloning over a non-empty data directory: it is
 	// renamed to DataDir.pgherd-old-<time> first, never deleted.
 	MoveAside bool
+	// SlotWait bounds the wait for a Slot that the source does not have
+	// yet and that the clone does not create (ErrSlotMissing after it).
+	// 0: slotWait.
+	SlotWait time.Duration
 }
+
+// A new replica clones as soon as it has published its member key, and the
+// leader creates the members' slots in its next pass, within a loop_wait
+// (1 s by default): slotWait leaves it ten of them before the clone gives
+// up, and pg_basebackup is run again every slotRetry meanwhile.
+const (
+	slotWait  = 10 * time.Second
+	slotRetry = 500 * time.Millisecond
+)
 
 // Clone copies the source's data directory into this instance's data
 // directory with pg_basebackup (-X stream, -c fast). The data directory must
@@ -55,7 +68,7 @@ func (i *Instance) Clone(ctx context.Context, from ConnInfo, opts CloneOptions) 
 	}
 	t0 := time.Now()
 	i.log().Info("cloning", "from", from.Redacted(), "slot", opts.Slot)
-	if _, err := i.run(ctx, "pg_basebackup", args...); err != nil {
+	if err := i.basebackup(ctx, args, opts); err != nil {
 		return err
 	}
 	if err := i.endIncomplete(); err != nil {
@@ -63,6 +76,48 @@ func (i *Instance) Clone(ctx context.Context, from ConnInfo, opts CloneOptions) 
 	}
 	i.log().Info("cloned", "from", from.Host, "took", time.Since(t0).Round(time.Millisecond))
 	return nil
+}
+
+// basebackup runs pg_basebackup for Clone, again while the source does not
+// have the slot yet (see slotWait) unless the clone creates it. The
+// incomplete mark stays set between attempts: it is removed only once one
+// succeeded.
+func (i *Instance) basebackup(ctx context.Context, args []string, opts CloneOptions) error {
+	wait := opts.SlotWait
+	if wait == 0 {
+		wait = slotWait
+	}
+	deadline := time.Now().Add(wait)
+	// pg_basebackup exits with 1 on any error: the server's message,
+	// which it prints, tells this one.
+	missing := []byte(fmt.Sprintf(`replication slot "%s" does not exist`, opts.Slot))
+	for attempt := 1; ; attempt++ {
+		out, err := i.run(ctx, "pg_basebackup", args...)
+		if err == nil || opts.Slot == "" || opts.CreateSlot || !bytes.Contains(out, missing) {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("pg: clone: the leader did not create slot %s within %s: %w: %w", opts.Slot, wait, ErrSlotMissing, err)
+		}
+		if attempt == 1 {
+			i.log().Info("the leader has not created this member's slot yet: waiting for it", "slot", opts.Slot, "for", wait)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("pg: clone: waiting for slot %s: %w", opts.Slot, ctx.Err())
+		case <-time.After(slotRetry):
+		}
+		// pg_basebackup empties the data directory when it fails. Were
+		// anything left, it is refused, not deleted nor moved aside (that
+		// was for the directory the clone found): the clone stops there,
+		// marked incomplete.
+		if err := i.clearDataDir(ctx, "clone into", false); err != nil {
+			return err
+		}
+		if err := i.mkdirOwned(i.DataDir, 0o700); err != nil {
+			return err
+		}
+	}
 }
 
 // clearDataDir checks that postgres does not run and that the data
