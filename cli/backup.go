@@ -666,8 +666,11 @@ restores over H's instead), restores and recovers on H with no client let in,
 clears the cluster's state in etcd (keeping its system identifier), starts H's
 agent and waits until H is the primary, then starts the others, which copy it
 (or restore a new full backup, taken first, with create_replica_from_backup),
-and waits until they stream. It records its progress beside H's data
-directory: run the same command again after an interruption and it resumes.
+and waits until they stream. What the long steps (the restore, the recovery,
+the full backup) print on the host's stderr, their progress every ten
+seconds, is shown on stderr as it comes, each line prefixed with the host. It
+records its progress beside H's data directory: run the same command again
+after an interruption and it resumes.
 docs/runbooks/restore.md has the details and the manual fallback.
 
 Exit codes: 0 restored; 1 error or cancelled.`,

@@ -88,7 +88,10 @@ type clusterRestore struct {
 	port    int
 	connect func(ctx context.Context, name string) (restoreHost, error)
 	out     io.Writer
-	timeout time.Duration
+	// progress shows what the long steps print on their standard error
+	// as they run; nil shows it only with a failure.
+	progress *lineSink
+	timeout  time.Duration
 	// parallel and repo are --parallel and --repo, passed on to the
 	// host's restore.
 	parallel int
@@ -124,7 +127,8 @@ func (a *app) runClusterRestore(ctx context.Context, f *restoreFlags, args []str
 	defer pool.Close()
 	r := &clusterRestore{
 		m: m, binDir: fmt.Sprintf("/usr/lib/postgresql/%d/bin", c.Postgres.Version), port: c.Postgres.Port,
-		connect: restoreConnector(m, pool), out: maskedWriter{a.env.Stdout, m.Mask}, timeout: f.timeout, parallel: f.parallel, repo: f.repo,
+		connect: restoreConnector(m, pool), out: maskedWriter{a.env.Stdout, m.Mask}, progress: &lineSink{w: maskedWriter{a.env.Stderr, m.Mask}},
+		timeout: f.timeout, parallel: f.parallel, repo: f.repo,
 		req: restoreRequest{Cluster: c.Name, Host: f.host, Members: c.Postgres.Hosts, DataDir: c.Postgres.DataDir,
 			Target: target, Delta: f.delta, FromBackup: c.Backup.CreateReplicaFromBackup, Now: time.Now()},
 	}
@@ -251,7 +255,42 @@ func (r *clusterRestore) onHosts(ctx context.Context, hosts []string, fn func(ct
 // runOn runs cmd on a host and returns its standard output; a non-zero exit
 // is an error naming the host.
 func runOn(ctx context.Context, h restoreHost, name, cmd string) (string, error) {
-	res, err := h.Run(ctx, cmd, nil)
+	return runShowing(ctx, h, name, cmd, nil)
+}
+
+// streamer is a host that passes on a command's standard error line by
+// line as it comes: the SSH executor.
+type streamer interface {
+	RunStreaming(ctx context.Context, cmd string, stdin io.Reader, stderrLine func(line string)) (executors.Result, error)
+}
+
+// lineSink shows the lines of several hosts' commands at once, each
+// prefixed with its host, one whole line at a time.
+type lineSink struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *lineSink) show(host, line string) {
+	if line = strings.TrimSpace(line); line == "" {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fmt.Fprintf(s.w, "      %s: %s\n", host, line)
+}
+
+// runShowing is runOn that, when progress is not nil and h can stream,
+// shows through it what cmd prints on its standard error (a long step's
+// progress) as it comes.
+func runShowing(ctx context.Context, h restoreHost, name, cmd string, progress *lineSink) (string, error) {
+	var res executors.Result
+	var err error
+	if s, ok := h.(streamer); ok && progress != nil {
+		res, err = s.RunStreaming(ctx, cmd, nil, func(l string) { progress.show(name, l) })
+	} else {
+		res, err = h.Run(ctx, cmd, nil)
+	}
 	if err != nil {
 		return "", err
 	}
@@ -295,9 +334,9 @@ func (r *clusterRestore) do(ctx context.Context, s restoreStep) error {
 	case stepMark:
 		m := r.marker
 		m.Stage = s.Stage
-		return r.command(ctx, s.Hosts, markCmd(d, m))
+		return r.command(ctx, s.Hosts, markCmd(d, m), nil)
 	case stepStop:
-		return r.command(ctx, s.Hosts, stopCmd(d, r.binDir))
+		return r.command(ctx, s.Hosts, stopCmd(d, r.binDir), nil)
 	case stepMoveAside:
 		return r.onHosts(ctx, s.Hosts, func(ctx context.Context, h restoreHost, name string) error {
 			out, err := runOn(ctx, h, name, moveAsideCmd(d, r.marker.ID, name != r.req.Host))
@@ -306,7 +345,7 @@ func (r *clusterRestore) do(ctx context.Context, s restoreStep) error {
 		})
 	case stepRestore:
 		return r.onHosts(ctx, s.Hosts, func(ctx context.Context, h restoreHost, name string) error {
-			out, err := runOn(ctx, h, name, restoreCmd(d, r.marker, s.Delta, r.parallel, r.repo))
+			out, err := runShowing(ctx, h, name, restoreCmd(d, r.marker, s.Delta, r.parallel, r.repo), r.progress)
 			// Its first line says what it restored; the next ones, what
 			// to do by hand, are this command's next steps.
 			first, _, _ := strings.Cut(out, "\n")
@@ -314,13 +353,13 @@ func (r *clusterRestore) do(ctx context.Context, s restoreStep) error {
 			return err
 		})
 	case stepRecover:
-		return r.command(ctx, s.Hosts, asPostgres("restore", "recover"))
+		return r.command(ctx, s.Hosts, asPostgres("restore", "recover"), r.progress)
 	case stepResetEtcd:
-		return r.command(ctx, s.Hosts, asPostgres("restore", "reset-etcd"))
+		return r.command(ctx, s.Hosts, asPostgres("restore", "reset-etcd"), nil)
 	case stepStart:
-		return r.command(ctx, s.Hosts, executors.Join("systemctl", "start", modules.AgentUnit))
+		return r.command(ctx, s.Hosts, executors.Join("systemctl", "start", modules.AgentUnit), nil)
 	case stepBackup:
-		return r.command(ctx, s.Hosts, asPostgres("backup", "--type", "full", "--from", "primary"))
+		return r.command(ctx, s.Hosts, asPostgres("backup", "--type", "full", "--from", "primary"), r.progress)
 	case stepWaitLeader:
 		wctx, cancel := context.WithTimeout(ctx, r.timeout)
 		defer cancel()
@@ -332,10 +371,11 @@ func (r *clusterRestore) do(ctx context.Context, s restoreStep) error {
 	return fmt.Errorf("unknown step %q", s.Kind)
 }
 
-// command runs cmd on each host at once and shows what it printed.
-func (r *clusterRestore) command(ctx context.Context, hosts []string, cmd string) error {
+// command runs cmd on each host at once and shows what it printed, its
+// standard error as it comes through progress when not nil.
+func (r *clusterRestore) command(ctx context.Context, hosts []string, cmd string, progress *lineSink) error {
 	return r.onHosts(ctx, hosts, func(ctx context.Context, h restoreHost, name string) error {
-		out, err := runOn(ctx, h, name, cmd)
+		out, err := runShowing(ctx, h, name, cmd, progress)
 		r.echo(name, out)
 		return err
 	})

@@ -44,6 +44,13 @@ func (l *Local) Name() string { return l.name }
 // command timeout passes, the whole group is killed and the error wraps
 // ctx's error.
 func (l *Local) Run(ctx context.Context, cmd string, stdin io.Reader) (Result, error) {
+	return l.RunStreaming(ctx, cmd, stdin, nil)
+}
+
+// RunStreaming is Run that also calls stderrLine, when not nil, with each
+// line of the command's standard error as it comes (the Result still holds
+// all of it), from one goroutine at a time and never once it returned.
+func (l *Local) RunStreaming(ctx context.Context, cmd string, stdin io.Reader, stderrLine func(line string)) (Result, error) {
 	if l.commandTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, l.commandTimeout)
@@ -54,9 +61,11 @@ func (l *Local) Run(ctx context.Context, cmd string, stdin io.Reader) (Result, e
 	c.Cancel = func() error { return syscall.Kill(-c.Process.Pid, syscall.SIGKILL) }
 	c.WaitDelay = 2 * time.Second
 	var stdout, stderr bytes.Buffer
-	c.Stdin, c.Stdout, c.Stderr = stdin, &stdout, &stderr
+	errW, endLines := teeLines(&stderr, stderrLine)
+	c.Stdin, c.Stdout, c.Stderr = stdin, &stdout, errW
 	start := time.Now()
 	err := c.Run()
+	endLines()
 	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
 	if ctx.Err() != nil {
 		what := "cancelled"

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -107,4 +109,43 @@ func TestLocalPutGetFile(t *testing.T) {
 	if names := listDir(t, dir); len(names) != 1 {
 		t.Errorf("temporary files left after a failure: %v", names)
 	}
+}
+
+// runStreaming is RunStreaming of an executor.
+type runStreaming func(ctx context.Context, cmd string, stdin io.Reader, stderrLine func(string)) (executors.Result, error)
+
+// checkStreaming checks that run passes on each line of stderr as it
+// comes, before the command ends, a last unterminated line included, and
+// still returns all of stderr.
+func checkStreaming(t *testing.T, run runStreaming) {
+	t.Helper()
+	type line struct {
+		text string
+		at   time.Time
+	}
+	var lines []line
+	res, err := run(ctxT(t), `echo out; echo one >&2; sleep 1; echo two >&2; printf partial >&2`, nil, func(l string) {
+		lines = append(lines, line{l, time.Now()})
+	})
+	end := time.Now()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(res.Stdout) != "out\n" || string(res.Stderr) != "one\ntwo\npartial" || res.ExitCode != 0 {
+		t.Errorf("got stdout %q stderr %q code %d", res.Stdout, res.Stderr, res.ExitCode)
+	}
+	var got []string
+	for _, l := range lines {
+		got = append(got, l.text)
+	}
+	if want := []string{"one", "two", "partial"}; !slices.Equal(got, want) {
+		t.Fatalf("lines %q, want %q", got, want)
+	}
+	if early := end.Sub(lines[0].at); early < 500*time.Millisecond {
+		t.Errorf("the first line came %s before the command ended, want it as soon as printed (a second before)", early)
+	}
+}
+
+func TestLocalRunStreaming(t *testing.T) {
+	checkStreaming(t, executors.NewLocal("", 0, nil).RunStreaming)
 }

@@ -110,6 +110,16 @@ func (r *Recorder) Run(ctx context.Context, cmd string, stdin io.Reader) (Result
 	return respond(cmd, in)
 }
 
+// RunStreaming is Run that then calls stderrLine, when not nil, with each
+// line of the scripted standard error.
+func (r *Recorder) RunStreaming(ctx context.Context, cmd string, stdin io.Reader, stderrLine func(line string)) (Result, error) {
+	res, err := r.Run(ctx, cmd, stdin)
+	w, end := teeLines(io.Discard, stderrLine)
+	w.Write(res.Stderr)
+	end()
+	return res, err
+}
+
 // PutFile records the call and stores the content.
 func (r *Recorder) PutFile(ctx context.Context, path string, content io.Reader, attrs FileAttrs) error {
 	b, err := io.ReadAll(content)

@@ -75,6 +75,13 @@ func TestRecorder(t *testing.T) {
 	if len(r.Calls()) != 0 {
 		t.Error("Reset kept calls")
 	}
+
+	// RunStreaming passes on the scripted stderr line by line.
+	var lines []string
+	res, err := r.RunStreaming(ctx, "rm -rf /", nil, func(l string) { lines = append(lines, l) })
+	if err != nil || res.ExitCode != 127 || !cmp.Equal(lines, []string{string(res.Stderr)}) {
+		t.Errorf("RunStreaming: %+v %v, lines %q", res, err, lines)
+	}
 }
 
 func TestRecorderConcurrent(t *testing.T) {

@@ -207,7 +207,7 @@ func DialSSH(ctx context.Context, cfg SSHConfig, log *slog.Logger) (*SSH, error)
 	}()
 	go s.keepAlive() // exits when s.done is closed
 	if s.sudo {
-		res, err := s.run(ctx, "true", nil, false) // wrapped in sudo -n
+		res, err := s.run(ctx, "true", nil, nil, false) // wrapped in sudo -n
 		if err == nil && res.ExitCode != 0 {
 			err = sudoError(s.cfg.Name, s.addr, s.cfg.user(), res)
 		}
@@ -444,10 +444,17 @@ func (s *SSH) commandContext(ctx context.Context) (context.Context, context.Canc
 // non-zero exit is a Result; an error means the command could not run, or
 // was killed because ctx ended or CommandTimeout passed.
 func (s *SSH) Run(ctx context.Context, cmd string, stdin io.Reader) (Result, error) {
-	return s.run(ctx, cmd, stdin, true)
+	return s.RunStreaming(ctx, cmd, stdin, nil)
 }
 
-func (s *SSH) run(ctx context.Context, cmd string, stdin io.Reader, checkSudo bool) (Result, error) {
+// RunStreaming is Run that also calls stderrLine, when not nil, with each
+// line of the command's standard error as it comes (the Result still holds
+// all of it), from one goroutine at a time and never once it returned.
+func (s *SSH) RunStreaming(ctx context.Context, cmd string, stdin io.Reader, stderrLine func(line string)) (Result, error) {
+	return s.run(ctx, cmd, stdin, stderrLine, true)
+}
+
+func (s *SSH) run(ctx context.Context, cmd string, stdin io.Reader, stderrLine func(string), checkSudo bool) (Result, error) {
 	ctx, cancel := s.commandContext(ctx)
 	defer cancel()
 	if err := s.acquire(ctx); err != nil {
@@ -460,7 +467,9 @@ func (s *SSH) run(ctx context.Context, cmd string, stdin io.Reader, checkSudo bo
 	}
 	defer sess.Close()
 	var stdout, stderr bytes.Buffer
-	pw := &pgidWriter{w: &stderr}
+	errW, endLines := teeLines(&stderr, stderrLine)
+	defer endLines()
+	pw := &pgidWriter{w: errW}
 	sess.Stdout, sess.Stderr = &stdout, pw
 	if stdin != nil {
 		sess.Stdin = stdin

@@ -40,28 +40,23 @@ func echoServer(t *testing.T) string {
 func TestSSHDialContext(t *testing.T) {
 	d := startSSHD(t)
 	addr := echoServer(t)
-	for _, user := range []string{"root", sudoUser} {
-		t.Run(user, func(t *testing.T) {
-			cfg := d.config(t, user)
-			cfg.Sudo = true
-			c := dial(t, cfg)
-			conn, err := c.DialContext(ctxT(t), "tcp", addr)
-			if err != nil {
-				t.Fatalf("DialContext: %v", err)
-			}
-			defer conn.Close()
-			if _, err := io.WriteString(conn, "hello through ssh\n"); err != nil {
-				t.Fatal(err)
-			}
-			line, err := bufio.NewReader(conn).ReadString('\n')
-			if err != nil {
-				t.Fatal(err)
-			}
-			if line != "hello through ssh\n" {
-				t.Errorf("echo = %q", line)
-			}
-		})
-	}
+	d.asAdmins(t, func(t *testing.T, _ string, c *executors.SSH) {
+		conn, err := c.DialContext(ctxT(t), "tcp", addr)
+		if err != nil {
+			t.Fatalf("DialContext: %v", err)
+		}
+		defer conn.Close()
+		if _, err := io.WriteString(conn, "hello through ssh\n"); err != nil {
+			t.Fatal(err)
+		}
+		line, err := bufio.NewReader(conn).ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if line != "hello through ssh\n" {
+			t.Errorf("echo = %q", line)
+		}
+	})
 }
 
 func TestSSHDialContextRefused(t *testing.T) {

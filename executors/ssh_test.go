@@ -36,6 +36,18 @@ func (s *sshd) config(t *testing.T, user string) executors.SSHConfig {
 	}
 }
 
+// asAdmins runs fn in a subtest for each user whose commands run as root
+// on s: root, and a user with sudo.
+func (s *sshd) asAdmins(t *testing.T, fn func(t *testing.T, user string, c *executors.SSH)) {
+	for _, user := range []string{"root", sudoUser} {
+		t.Run(user, func(t *testing.T) {
+			cfg := s.config(t, user)
+			cfg.Sudo = true
+			fn(t, user, dial(t, cfg))
+		})
+	}
+}
+
 func dial(t *testing.T, cfg executors.SSHConfig) *executors.SSH {
 	t.Helper()
 	c, err := executors.DialSSH(ctxT(t), cfg, nil)
@@ -88,6 +100,13 @@ func TestSSHRun(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSSHRunStreaming also checks that the wrapper's line with the process
+// group, first on stderr, is not passed on, with sudo too.
+func TestSSHRunStreaming(t *testing.T) {
+	d := startSSHD(t)
+	d.asAdmins(t, func(t *testing.T, _ string, c *executors.SSH) { checkStreaming(t, c.RunStreaming) })
 }
 
 func TestSSHConcurrentRuns(t *testing.T) {
@@ -192,70 +211,65 @@ func listDir(t *testing.T, dir string) []string {
 
 func TestSSHPutGetFile(t *testing.T) {
 	d := startSSHD(t)
-	for _, user := range []string{"root", sudoUser} {
-		t.Run(user, func(t *testing.T) {
-			cfg := d.config(t, user)
-			cfg.Sudo = true
-			c := dial(t, cfg)
-			ctx := ctxT(t)
-			dir := t.TempDir() // root-owned 0700: only root (or sudo) can write here
-			os.Chmod(dir, 0o755)
-			path := filepath.Join(dir, "secret.conf")
+	d.asAdmins(t, func(t *testing.T, user string, c *executors.SSH) {
+		ctx := ctxT(t)
+		dir := t.TempDir() // root-owned 0700: only root (or sudo) can write here
+		os.Chmod(dir, 0o755)
+		path := filepath.Join(dir, "secret.conf")
 
-			if _, err := c.GetFile(ctx, path); !errors.Is(err, fs.ErrNotExist) {
-				t.Fatalf("GetFile of a missing file: %v, want fs.ErrNotExist", err)
-			}
-			err := c.PutFile(ctx, path, strings.NewReader("one\n"), executors.FileAttrs{Mode: 0o640, Owner: sudoUser, Group: noSudoUser})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := statFile(t, path); got != sudoUser+":"+noSudoUser+" 640" {
-				t.Errorf("stat = %s", got)
-			}
-			before, _ := os.Stat(path)
-			// Replace: a new inode renamed into place, not a rewrite.
-			big := bytes.Repeat([]byte("0123456789abcdef"), 1<<14)
-			if err := c.PutFile(ctx, path, bytes.NewReader(big), executors.FileAttrs{Mode: 0o600}); err != nil {
-				t.Fatal(err)
-			}
-			after, _ := os.Stat(path)
-			if os.SameFile(before, after) {
-				t.Error("PutFile rewrote the file in place instead of renaming a new one over it")
-			}
-			if got := statFile(t, path); got != "root:root 600" {
-				t.Errorf("stat after replace = %s", got)
-			}
-			got, err := c.GetFile(ctx, path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, big) {
-				t.Errorf("GetFile returned %d bytes, want %d", len(got), len(big))
-			}
-			if names := listDir(t, dir); len(names) != 1 {
-				t.Errorf("temporary files left behind: %v", names)
-			}
-			if user != "root" {
-				home := filepath.Join("/home", user)
-				for _, n := range listDir(t, home) {
-					if strings.HasPrefix(n, ".pgherd") {
-						t.Errorf("upload left in %s: %s", home, n)
-					}
+		if _, err := c.GetFile(ctx, path); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("GetFile of a missing file: %v, want fs.ErrNotExist", err)
+		}
+		err := c.PutFile(ctx, path, strings.NewReader("one\n"), executors.FileAttrs{Mode: 0o640, Owner: sudoUser, Group: noSudoUser})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := statFile(t, path); got != sudoUser+":"+noSudoUser+" 640" {
+			t.Errorf("stat = %s", got)
+		}
+		before, _ := os.Stat(path)
+		// Replace: a new inode renamed into place, not a rewrite.
+		big := bytes.Repeat([]byte("0123456789abcdef"), 1<<14)
+		if err := c.PutFile(ctx, path, bytes.NewReader(big), executors.FileAttrs{Mode: 0o600}); err != nil {
+			t.Fatal(err)
+		}
+		after, _ := os.Stat(path)
+		if os.SameFile(before, after) {
+			t.Error("PutFile rewrote the file in place instead of renaming a new one over it")
+		}
+		if got := statFile(t, path); got != "root:root 600" {
+			t.Errorf("stat after replace = %s", got)
+		}
+		got, err := c.GetFile(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, big) {
+			t.Errorf("GetFile returned %d bytes, want %d", len(got), len(big))
+		}
+		if names := listDir(t, dir); len(names) != 1 {
+			t.Errorf("temporary files left behind: %v", names)
+		}
+		if user != "root" {
+			home := filepath.Join("/home", user)
+			for _, n := range listDir(t, home) {
+				if strings.HasPrefix(n, ".pgherd") {
+					t.Errorf("upload left in %s: %s", home, n)
 				}
 			}
-			// A failed install (unknown owner) leaves nothing behind either.
-			err = c.PutFile(ctx, path, strings.NewReader("x"), executors.FileAttrs{Owner: "no-such-user-pgherd"})
-			if err == nil || !strings.HasPrefix(err.Error(), "db1") {
-				t.Errorf("PutFile with an unknown owner: %v", err)
-			}
-			if names := listDir(t, dir); len(names) != 1 {
-				t.Errorf("temporary files left behind after a failure: %v", names)
-			}
-			if got, _ := os.ReadFile(path); !bytes.Equal(got, big) {
-				t.Error("a failed PutFile changed the file")
-			}
-		})
-	}
+		}
+		// A failed install (unknown owner) leaves nothing behind either.
+		err = c.PutFile(ctx, path, strings.NewReader("x"), executors.FileAttrs{Owner: "no-such-user-pgherd"})
+		if err == nil || !strings.HasPrefix(err.Error(), "db1") {
+			t.Errorf("PutFile with an unknown owner: %v", err)
+		}
+		if names := listDir(t, dir); len(names) != 1 {
+			t.Errorf("temporary files left behind after a failure: %v", names)
+		}
+		if got, _ := os.ReadFile(path); !bytes.Equal(got, big) {
+			t.Error("a failed PutFile changed the file")
+		}
+	})
 }
 
 func TestSSHSudo(t *testing.T) {
