@@ -272,7 +272,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	defer stopWatch()
-	var leaderEvents, switchoverEvents <-chan dcs.LeaderEvent
+	var leaderEvents, switchoverEvents, memberEvents <-chan dcs.LeaderEvent
 
 	for {
 		start := time.Now()
@@ -287,6 +287,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		if switchoverEvents == nil && a.lastState != nil {
 			switchoverEvents = a.dcs.WatchSwitchover(watchCtx, a.lastState.Revision+1)
+		}
+		if memberEvents == nil && a.lastState != nil {
+			memberEvents = a.dcs.WatchNewMembers(watchCtx, a.lastState.Revision+1)
 		}
 		wait := a.loopWait()
 		if dec.WakeAt > 0 {
@@ -311,6 +314,15 @@ func (a *Agent) Run(ctx context.Context) error {
 				switchoverEvents = nil
 			} else if !ev.Deleted {
 				a.log.Info("switchover requested: deciding now")
+			}
+		case ev, ok := <-memberEvents:
+			// A new member clones through the slot the leader creates
+			// for it: the leader passes at once (afterPass), the others
+			// pass early for nothing, which is cheap and rare.
+			if !ok {
+				memberEvents = nil
+			} else if a.leaderLease != nil {
+				a.log.Info("new member: creating its slot now", "member", ev.Name)
 			}
 		}
 		timer.Stop()

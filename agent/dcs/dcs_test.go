@@ -296,6 +296,32 @@ func TestSingleMember(t *testing.T) {
 		}
 	})
 
+	t.Run("watch fires on a new member only", func(t *testing.T) {
+		c := newClient(t, eps, "watchmembers")
+		s := read(t, c)
+		wctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		ch := c.WatchNewMembers(wctx, s.Revision+1)
+		l := grant(t, c, 10*time.Second)
+		// a registers, and rewrites its key as every pass does; then b
+		// registers: two events, a's and b's.
+		for _, name := range []string{"a", "a", "a", "b"} {
+			if err := c.RegisterMember(ctx, Member{Name: name, Role: "replica"}, l); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, want := range []string{"a", "b"} {
+			select {
+			case ev, ok := <-ch:
+				if !ok || ev.Deleted || ev.Name != want {
+					t.Fatalf("event %+v (open %v), want member %s created", ev, ok, want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("no event for member %s within 10s", want)
+			}
+		}
+	})
+
 	t.Run("initialize is created once", func(t *testing.T) {
 		a, b := newClient(t, eps, "init"), newClient(t, eps, "init")
 		if id, err := a.Initialize(ctx, "7001", nil); err != nil || id != "7001" {

@@ -2,6 +2,7 @@ package dcs
 
 import (
 	"context"
+	"strings"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -27,21 +28,39 @@ type LeaderEvent struct {
 // A watch only wakes the loop early: the loop still decides on its own
 // linearizable Read, never on an event alone.
 func (c *Client) WatchLeader(ctx context.Context, fromRevision int64) <-chan LeaderEvent {
-	return c.watchKey(ctx, KeyLeader, fromRevision)
+	return c.watch(ctx, KeyLeader, fromRevision, false)
 }
 
 // WatchSwitchover watches the switchover request key as WatchLeader
 // watches the leader key: the leader and the target of a switchover act
 // on a request at once, not at their next loop_wait.
 func (c *Client) WatchSwitchover(ctx context.Context, fromRevision int64) <-chan LeaderEvent {
-	return c.watchKey(ctx, KeySwitchover, fromRevision)
+	return c.watch(ctx, KeySwitchover, fromRevision, false)
 }
 
-func (c *Client) watchKey(ctx context.Context, key string, fromRevision int64) <-chan LeaderEvent {
+// WatchNewMembers watches the member keys as WatchLeader watches the
+// leader key, and delivers only their creation (a member's agent
+// registering, or registering again after its lease expired), with Name
+// the member's name: the leader creates a new member's replication slot,
+// which the member's clone goes through, at once rather than at its next
+// loop_wait. Members rewrite their keys every pass: those rewrites are
+// not delivered.
+func (c *Client) WatchNewMembers(ctx context.Context, fromRevision int64) <-chan LeaderEvent {
+	return c.watch(ctx, KeyMembers, fromRevision, true)
+}
+
+// watch watches key, or with created every key under the prefix key and
+// only their creation.
+func (c *Client) watch(ctx context.Context, key string, fromRevision int64, created bool) <-chan LeaderEvent {
 	out := make(chan LeaderEvent, 1)
-	opts := []clientv3.OpOption{clientv3.WithPrevKV()}
+	var opts []clientv3.OpOption
 	if fromRevision > 0 {
 		opts = append(opts, clientv3.WithRev(fromRevision))
+	}
+	if created {
+		opts = append(opts, clientv3.WithPrefix())
+	} else {
+		opts = append(opts, clientv3.WithPrevKV()) // a deleted key's holder
 	}
 	go func() {
 		defer close(out)
@@ -63,12 +82,17 @@ func (c *Client) watchKey(ctx context.Context, key string, fromRevision int64) <
 			}
 			for _, ev := range resp.Events {
 				le := LeaderEvent{Revision: ev.Kv.ModRevision}
-				if ev.Type == clientv3.EventTypeDelete {
+				switch {
+				case created && !ev.IsCreate():
+					continue
+				case created:
+					le.Name = strings.TrimPrefix(string(ev.Kv.Key), c.key(key))
+				case ev.Type == clientv3.EventTypeDelete:
 					le.Deleted = true
 					if ev.PrevKv != nil {
 						le.Name = string(ev.PrevKv.Value)
 					}
-				} else {
+				default:
 					le.Name = string(ev.Kv.Value)
 				}
 				select {
