@@ -260,16 +260,9 @@ func TestSingleMember(t *testing.T) {
 		if err := c.ReleaseLeader(ctx, "a", l); err != nil {
 			t.Fatal(err)
 		}
-		select {
-		case ev, ok := <-ch:
-			if !ok {
-				t.Fatal("watch closed")
-			}
-			if want := (LeaderEvent{Deleted: true, Name: "a", Revision: ev.Revision}); ev != want {
-				t.Errorf("event %+v, want %+v", ev, want)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatal("no watch event within 10s")
+		ev := nextEvent(t, ch)
+		if want := (LeaderEvent{Deleted: true, Name: "a", Revision: ev.Revision}); ev != want {
+			t.Errorf("event %+v, want %+v", ev, want)
 		}
 		cancel()
 		// The channel is closed once ctx is done.
@@ -286,13 +279,8 @@ func TestSingleMember(t *testing.T) {
 		if _, err := c.SetSwitchover(ctx, Switchover{From: "a", To: "b"}, 0); err != nil {
 			t.Fatal(err)
 		}
-		select {
-		case ev, ok := <-ch:
-			if !ok || ev.Deleted || !strings.Contains(ev.Name, `"b"`) {
-				t.Fatalf("event %+v (open %v), want the request to b", ev, ok)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatal("no watch event within 10s")
+		if ev := nextEvent(t, ch); ev.Deleted || !strings.Contains(ev.Name, `"b"`) {
+			t.Fatalf("event %+v, want the request to b", ev)
 		}
 	})
 
@@ -311,13 +299,8 @@ func TestSingleMember(t *testing.T) {
 			}
 		}
 		for _, want := range []string{"a", "b"} {
-			select {
-			case ev, ok := <-ch:
-				if !ok || ev.Deleted || ev.Name != want {
-					t.Fatalf("event %+v (open %v), want member %s created", ev, ok, want)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatalf("no event for member %s within 10s", want)
+			if ev := nextEvent(t, ch); ev.Deleted || ev.Name != want {
+				t.Fatalf("event %+v, want member %s created", ev, want)
 			}
 		}
 	})
@@ -753,4 +736,20 @@ func TestFrozenMember(t *testing.T) {
 	if _, err := c.AcquireLeader(ctx, "a", l); err != nil {
 		t.Errorf("acquire again on the own lease: %v", err)
 	}
+}
+
+// nextEvent is the watch's next event; it fails t when the watch closes
+// or nothing comes within 10 s.
+func nextEvent(t *testing.T, ch <-chan LeaderEvent) LeaderEvent {
+	t.Helper()
+	select {
+	case ev, ok := <-ch:
+		if !ok {
+			t.Fatal("watch closed")
+		}
+		return ev
+	case <-time.After(10 * time.Second):
+		t.Fatal("no watch event within 10s")
+	}
+	return LeaderEvent{}
 }
