@@ -66,9 +66,13 @@ func (o PostgresObjects) Probe() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "r=$(%s 2>/dev/null) || { echo '#down'; exit 0; }; ", q("postgres", "select pg_is_in_recovery()"))
 	b.WriteString(`[ "$r" = t ] && { echo '#replica'; exit 0; }; `)
-	b.WriteString(q("postgres", "select 'role', rolname, rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolconnlimit, coalesce(rolpassword, '') from pg_authid where rolname in ("+sqlList(roles)+")") + "; ")
-	b.WriteString(q("postgres", "select 'member', m.rolname, r.rolname from pg_auth_members am join pg_roles r on r.oid = am.roleid join pg_roles m on m.oid = am.member where m.rolname in ("+sqlList(roles)+")") + "; ")
-	b.WriteString(q("postgres", "select 'db', datname, pg_get_userbyid(datdba) from pg_database where datname in ("+sqlList(dbs)+")") + "; ")
+	// The roles, memberships and databases are shown all or not at all: a
+	// server that stops between two queries would otherwise look as if it
+	// lacked what the failed ones read, and the plan would create it.
+	b.WriteString("o=$({ " + q("postgres", "select 'role', rolname, rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolconnlimit, coalesce(rolpassword, '') from pg_authid where rolname in ("+sqlList(roles)+")") + " && ")
+	b.WriteString(q("postgres", "select 'member', m.rolname, r.rolname from pg_auth_members am join pg_roles r on r.oid = am.roleid join pg_roles m on m.oid = am.member where m.rolname in ("+sqlList(roles)+")") + " && ")
+	b.WriteString(q("postgres", "select 'db', datname, pg_get_userbyid(datdba) from pg_database where datname in ("+sqlList(dbs)+")") + "; } 2>/dev/null) || { echo '#down'; exit 0; }; ")
+	b.WriteString(`printf '%s\n' "$o"; `)
 	for _, d := range o.Databases {
 		if len(d.Extensions) > 0 {
 			b.WriteString(q(d.Name, "select 'ext', current_database(), extname from pg_extension") + " 2>/dev/null; ")

@@ -2,12 +2,15 @@ package modules
 
 import (
 	"context"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/pgherd/pgherd/agent/pg"
+	"github.com/pgherd/pgherd/executors"
 	"github.com/pgherd/pgherd/planner"
 )
 
@@ -60,5 +63,59 @@ func TestPostgresObjectsLive(t *testing.T) {
 		if strings.Contains(a.Before+a.After, "s3cret") || strings.Contains(a.Before+a.After, "other") {
 			t.Fatalf("a password shows in %+v", a)
 		}
+	}
+}
+
+// TestPostgresObjectsProbeAllOrNothing: a server that stops between the
+// probe's queries (here a psql that answers the recovery check and the
+// roles, then loses the connection, as against a server shutting down)
+// is seen as down, not as a server without the roles' memberships and the
+// databases, which the plan would then create. The race cannot be had on
+// purpose from a real server; psql is replaced on PATH.
+func TestPostgresObjectsProbeAllOrNothing(t *testing.T) {
+	// psql runs as postgres: its directory must be reachable.
+	dir := filepath.Join(t.TempDir(), "bin")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for d := filepath.Dir(dir); d != filepath.Clean(os.TempDir()); d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("PATH", dir+":"+os.Getenv("PATH"))
+	o := PostgresObjects{Cluster: "c", Port: 5432, SocketDir: "/var/run/postgresql", First: true,
+		Roles:     []pg.Role{{Name: "app", Login: true, ConnectionLimit: -1}},
+		Databases: []pg.Database{{Name: "appdb", Owner: "app"}}}
+	probe := func(lost string) string {
+		t.Helper()
+		fake := `#!/bin/sh
+case "$*" in
+*pg_is_in_recovery*) echo f ;;
+*pg_authid*) printf 'role\tapp\tt\tf\tf\tf\tf\t-1\t\n' ;;
+*` + lost + `*) echo 'psql: error: server closed the connection unexpectedly' >&2; exit 2 ;;
+esac
+`
+		if err := os.WriteFile(filepath.Join(dir, "psql"), []byte(fake), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		res, err := localHost{}.Run(context.Background(), o.Probe(), nil)
+		if err != nil || res.ExitCode != 0 {
+			t.Fatalf("probe: %v %s", err, res.Stderr)
+		}
+		return strings.TrimSpace(string(res.Stdout))
+	}
+	// The fake answers: the role shows.
+	if got := probe("no-query-has-this"); !strings.HasPrefix(got, "role\tapp") {
+		t.Fatalf("probe with every query answered printed %q, want the role", got)
+	}
+	got := probe("pg_auth_members")
+	if got != "#down" {
+		t.Fatalf("probe printed %q, want #down", got)
+	}
+	res := executors.Result{Stdout: []byte(got)}
+	ch, steps, err := o.Diff(Fact{Stdout: res.Stdout})
+	if err != nil || len(steps) != 0 || !strings.Contains(ch.Reason, "once the cluster runs") {
+		t.Fatalf("diff of a server gone mid-probe: %+v %v %v, want no step until it runs", ch, steps, err)
 	}
 }
