@@ -250,7 +250,10 @@ func (c *testCluster) waitRoles(timeout time.Duration) string {
 			}
 		}
 		last = strings.Join(states, "; ")
-		if leader != "" && replicas == running-1 {
+		// The leader shows as such from the pass that sees its new
+		// primary running, whose bookkeeping then sets the superuser's
+		// password (ensureRoles): the tests log in as the superuser.
+		if leader != "" && replicas == running-1 && c.canLogIn(leader) {
 			return leader
 		}
 		time.Sleep(200 * time.Millisecond)
@@ -259,13 +262,27 @@ func (c *testCluster) waitRoles(timeout time.Duration) string {
 	return ""
 }
 
-func (c *testCluster) conn(name string) *pgx.Conn {
-	c.t.Helper()
+// canLogIn reports whether the superuser logs in on member name.
+func (c *testCluster) canLogIn(name string) bool {
+	conn, err := c.connect(name)
+	if err != nil {
+		return false
+	}
+	conn.Close(context.Background())
+	return true
+}
+
+func (c *testCluster) connect(name string) (*pgx.Conn, error) {
 	m := c.members[name]
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=postgres password=su-secret dbname=postgres %s",
+	return pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=postgres password=su-secret dbname=postgres %s",
 		m.cfg.Address, m.cfg.Postgres.Port, c.sslMode(name)))
+}
+
+func (c *testCluster) conn(name string) *pgx.Conn {
+	c.t.Helper()
+	conn, err := c.connect(name)
 	if err != nil {
 		c.t.Fatalf("connect to %s: %v", name, err)
 	}
