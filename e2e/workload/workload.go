@@ -105,6 +105,11 @@ func (w *Writer) run(ctx context.Context, id int64) {
 		}
 	}()
 	fail := func(err error) {
+		if ctx.Err() != nil {
+			// The writer is being stopped: the attempt it cut short is
+			// no failure of the cluster's.
+			return
+		}
 		w.mu.Lock()
 		w.errs++
 		w.lastEr = err.Error()
