@@ -63,13 +63,20 @@ func (ss *Stores) Uninitialized(ctx context.Context) ([]string, error) {
 			names = append(names, fmt.Sprintf("repository %q", ss.names[i]))
 		case errors.Is(err, ErrNoConfig):
 			names = append(names, "the repository")
-		case err != nil && ss.names[i] != "":
-			errs = append(errs, fmt.Errorf("repository %q: %w", ss.names[i], err))
 		case err != nil:
-			errs = append(errs, err)
+			errs = append(errs, ss.named(i, err))
 		}
 	}
 	return names, errors.Join(errs...)
+}
+
+// named wraps err, a failure to open repository i, with its name where it
+// has one.
+func (ss *Stores) named(i int, err error) error {
+	if ss.names[i] == "" {
+		return err
+	}
+	return fmt.Errorf("repository %q: %w", ss.names[i], err)
 }
 
 // in names repository i for an error message, as Store.in does.
@@ -108,11 +115,8 @@ func (ss *Stores) with(ctx context.Context, i int, op func(*Store) error) error 
 	var err error
 	for range 2 {
 		st, kept, oerr := ss.store(ctx, i)
-		if oerr != nil && ss.names[i] != "" {
-			return fmt.Errorf("repository %q: %w", ss.names[i], oerr)
-		}
 		if oerr != nil {
-			return oerr
+			return ss.named(i, oerr)
 		}
 		err = op(st)
 		if err == nil || !kept || errors.Is(err, ErrNotFound) || errors.Is(err, ErrBadWALName) || errors.Is(err, ErrWALMismatch) {
