@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pgherd/pgherd/agent/backup/backuptest"
 	"github.com/pgherd/pgherd/agent/pg"
 	"github.com/pgherd/pgherd/executors"
 	"github.com/pgherd/pgherd/planner"
@@ -74,15 +75,7 @@ func TestPostgresObjectsLive(t *testing.T) {
 // purpose from a real server; psql is replaced on PATH.
 func TestPostgresObjectsProbeAllOrNothing(t *testing.T) {
 	// psql runs as postgres: its directory must be reachable.
-	dir := filepath.Join(t.TempDir(), "bin")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for d := filepath.Dir(dir); d != filepath.Clean(os.TempDir()); d = filepath.Dir(d) {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir := backuptest.NewPGDir(t).Mkdir(t, "bin")
 	t.Setenv("PATH", dir+":"+os.Getenv("PATH"))
 	o := PostgresObjects{Cluster: "c", Port: 5432, SocketDir: "/var/run/postgresql", First: true,
 		Roles:     []pg.Role{{Name: "app", Login: true, ConnectionLimit: -1}},
